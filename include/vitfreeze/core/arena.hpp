@@ -44,10 +44,30 @@ class Arena {
     return t;
   }
 
+  // A position to return to: everything allocated after mark() is released by rewind(). Used to run
+  // frozen blocks forward without keeping their temporaries.
+  struct Mark {
+    std::size_t chunks = 0;
+    std::size_t used = 0;
+  };
+  Mark mark() const { return chunks_.empty() ? Mark{} : Mark{chunks_.size(), chunks_.back().used}; }
+  void rewind(const Mark& m) {
+    if (m.chunks == 0) {
+      for (auto& c : chunks_) c.used = 0;
+      return;
+    }
+    chunks_[m.chunks - 1].used = m.used;
+    // Chunks opened after the mark are dropped (allocation continues in the marked chunk); their
+    // capacity is remembered so reset() still sizes one chunk for the whole step.
+    for (std::size_t i = m.chunks; i < chunks_.size(); ++i) pending_extra_ += chunks_[i].size;
+    chunks_.resize(m.chunks);
+  }
+
   // Forget every allocation. If the last step needed several chunks, merge them into one.
   void reset() {
-    if (chunks_.size() > 1) {
-      std::size_t total = 0;
+    if (chunks_.size() > 1 || pending_extra_) {
+      std::size_t total = pending_extra_;
+      pending_extra_ = 0;
       for (auto& c : chunks_) total += c.size;
       chunks_.clear();
       add_chunk(total);
@@ -80,6 +100,7 @@ class Arena {
 
   std::vector<Chunk> chunks_;
   std::size_t high_water_ = 0;
+  std::size_t pending_extra_ = 0;  // capacity of chunks dropped by rewind(), re-added at reset()
 };
 
 }  // namespace vitfreeze

@@ -1,0 +1,86 @@
+#pragma once
+// Element-wise sums: residual add, adding a fixed table (position embeddings), reshape.
+#include <Eigen/Core>
+
+#include "vitfreeze/autograd/tape.hpp"
+
+namespace vitfreeze::ops {
+
+namespace detail {
+template <CpuScalar T>
+using Flat = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <CpuScalar T>
+Flat<T> flat(const Tensor<T>& t) {
+  return Flat<T>(t.data(), t.numel());
+}
+}  // namespace detail
+
+// a + b, same shape.
+template <CpuScalar T>
+Var<T> add(Tape<T>& tape, Var<T> a, Var<T> b) {
+  const Tensor<T>& A = tape.value(a);
+  expect_shape(tape.value(b).shape(), A.shape(), "add");
+  Tensor<T> Y = tape.alloc(A.shape());
+  detail::flat(Y) = detail::flat(A) + detail::flat(tape.value(b));
+  const bool grad = tape.needs_grad(a, b);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([a, b, y](Tape<T>& t) {
+      if (!t.has_grad(y)) return;
+      if (t.requires_grad(a)) detail::flat(t.grad(a)) += detail::flat(t.grad(y));
+      if (t.requires_grad(b)) detail::flat(t.grad(b)) += detail::flat(t.grad(y));
+    });
+  return y;
+}
+
+// x [B, ...] + table [...] broadcast over the leading dimension; the table gets no gradient
+// (fixed sin-cos position embeddings).
+template <CpuScalar T>
+Var<T> add_fixed(Tape<T>& tape, Var<T> x, const Tensor<T>& table) {
+  const Tensor<T>& X = tape.value(x);
+  const std::int64_t per = table.numel();
+  if (X.numel() % per != 0 || X.rank() < 1 || X.numel() / X.dim(0) != per)
+    throw ShapeError("add_fixed: table " + table.shape().str() + " does not broadcast over " + X.shape().str());
+  Tensor<T> Y = tape.alloc(X.shape());
+  Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> tab(table.data(), per);
+  for (std::int64_t b = 0; b < X.dim(0); ++b)
+    detail::Flat<T>(Y.data() + b * per, per) = detail::Flat<T>(X.data() + b * per, per) + tab;
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([x, y](Tape<T>& t) {
+      if (t.has_grad(y)) detail::flat(t.grad(x)) += detail::flat(t.grad(y));
+    });
+  return y;
+}
+
+// Same data, new shape.
+template <CpuScalar T>
+Var<T> reshape(Tape<T>& tape, Var<T> x, const Shape& shape) {
+  Tensor<T> Y = tape.value(x).view(shape);
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([x, y](Tape<T>& t) {
+      if (t.has_grad(y)) detail::flat(t.grad(x)) += detail::flat(t.grad(y));
+    });
+  return y;
+}
+
+// sum(x * weights) with fixed weights: a scalar probe of a tensor (gradient checks, tests).
+template <CpuScalar T>
+Var<T> weighted_sum(Tape<T>& tape, Var<T> x, const Tensor<T>& weights) {
+  const Tensor<T>& X = tape.value(x);
+  expect_shape(weights.shape(), X.shape(), "weighted_sum");
+  Tensor<T> Y = tape.alloc(Shape{1});
+  Y[0] = (detail::flat(X) * detail::flat(weights)).sum();
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([x, y, weights](Tape<T>& t) {
+      if (t.has_grad(y)) detail::flat(t.grad(x)) += t.grad(y)[0] * detail::flat(weights);
+    });
+  return y;
+}
+
+}  // namespace vitfreeze::ops

@@ -1,0 +1,138 @@
+#pragma once
+// FreezeController: per optimiser step, which units still train and at what learning rate.
+//
+// Call step(g) once per optimiser step, before the forward, with g the global micro-batch iteration
+// (epoch * I + step, counted per rank; with gradient accumulation only on the first micro-step of
+// each window, so g advances by the accumulation factor). It freezes every unit whose budget is
+// spent (j > J_i), reports those units, and sets each unit's LR by the LrMode (see lr_mode.hpp).
+// The trainer maps units to modules (patch embedding, block i, tap decoder k): this class knows only
+// indices, so it does not depend on nn/.
+//
+// Units freeze strictly in index order: the constructor requires non-decreasing fractions, so the
+// frozen units always form a prefix 0..first_active_unit()-1 (what truncate semantics needs).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vitfreeze/core/error.hpp"
+#include "vitfreeze/freeze/freeze_timing.hpp"
+#include "vitfreeze/freeze/lr_mode.hpp"
+#include "vitfreeze/freeze/schedule.hpp"
+
+namespace vitfreeze::freeze {
+
+class FreezeController {
+ public:
+  // Everything a checkpoint must store to resume exactly: the last step seen and the frozen flags.
+  struct State {
+    std::int64_t last_step = -1;  // -1: step() not called yet
+    std::vector<bool> frozen;     // one flag per unit; always a prefix of true values
+    friend bool operator==(const State&, const State&) = default;
+  };
+
+  FreezeController(std::vector<double> fractions, RunLength run, LrSettings lr)
+      : fractions_(std::move(fractions)), run_(run), lr_settings_(lr), frozen_(fractions_.size(), false),
+        lrs_(fractions_.size(), 0.0) {
+    run_.validate();
+    if (fractions_.empty()) throw ConfigError("FreezeController: no units");
+    for (std::size_t i = 0; i < fractions_.size(); ++i) {
+      const double r = fractions_[i];
+      if (!(r > 0.0)) throw ConfigError("FreezeController: fraction of unit " + std::to_string(i) + " must be > 0");
+      if (i > 0 && r < fractions_[i - 1])
+        throw ConfigError("FreezeController: fractions must not decrease (unit " + std::to_string(i) +
+                          "), units freeze in index order");
+    }
+    if (!(lr.base_lr >= 0.0) || !(lr.min_lr >= 0.0)) throw ConfigError("FreezeController: negative learning rate");
+    if (!(lr.tail >= 0.0 && lr.tail <= 1.0)) throw ConfigError("FreezeController: tail must lie in [0, 1]");
+  }
+
+  // Advances to iteration g (0 <= g < E*I, never decreasing). Returns the units that froze now,
+  // in index order; usually empty. Calling again with the same g changes nothing.
+  const std::vector<int>& step(std::int64_t g) {
+    if (g < 0 || g >= run_.total_iterations())
+      throw ConfigError("FreezeController::step: iteration " + std::to_string(g) + " outside the run [0, " +
+                        std::to_string(run_.total_iterations()) + ")");
+    if (g < last_step_)
+      throw ConfigError("FreezeController::step: iteration " + std::to_string(g) + " before the last step " +
+                        std::to_string(last_step_));
+    froze_now_.clear();
+    while (frozen_count_ < units() && is_past_freeze_point(run_, fraction(frozen_count_), g)) {
+      frozen_[static_cast<std::size_t>(frozen_count_)] = true;
+      froze_now_.push_back(frozen_count_++);
+    }
+    last_step_ = g;
+    update_learning_rates();
+    return froze_now_;
+  }
+
+  int units() const { return static_cast<int>(fractions_.size()); }
+  // Smallest still-trainable unit; units() once all are frozen (impossible when r_L >= 1).
+  int first_active_unit() const { return frozen_count_; }
+  bool is_active(int unit) const { return !frozen_.at(checked(unit)); }
+  // LR of the unit at the last step; 0 when frozen.
+  double lr(int unit) const { return lrs_.at(checked(unit)); }
+  // The global warmup + cosine at the last step: for parameters that never freeze (cls token under
+  // vitfreeze semantics).
+  double global_lr() const { return last_step_ < 0 ? 0.0 : global_learning_rate(lr_settings_, run_, last_step_); }
+  double fraction(int unit) const { return fractions_.at(checked(unit)); }
+  const std::vector<int>& froze_at_last_step() const { return froze_now_; }
+  std::int64_t last_step() const { return last_step_; }
+  const RunLength& run() const { return run_; }
+  const LrSettings& lr_settings() const { return lr_settings_; }
+
+  State state() const { return {last_step_, frozen_}; }
+
+  // Restores a saved state. The frozen flags win over the schedule (weights and optimizer state of a
+  // frozen unit are gone, so it cannot thaw); a unit that is due but not yet frozen freezes at the next
+  // step(). The LRs are those of the restored step; no freeze events are reported for it.
+  void restore(const State& s) {
+    if (s.frozen.size() != fractions_.size())
+      throw ConfigError("FreezeController::restore: state has " + std::to_string(s.frozen.size()) +
+                        " units, controller has " + std::to_string(fractions_.size()));
+    if (s.last_step < -1 || s.last_step >= run_.total_iterations())
+      throw ConfigError("FreezeController::restore: last step " + std::to_string(s.last_step) + " outside the run");
+    int count = 0;
+    while (count < units() && s.frozen[static_cast<std::size_t>(count)]) ++count;
+    for (int u = count; u < units(); ++u)
+      if (s.frozen[static_cast<std::size_t>(u)])
+        throw ConfigError("FreezeController::restore: frozen units are not a prefix (unit " + std::to_string(u) + ")");
+    frozen_ = s.frozen;
+    frozen_count_ = count;
+    last_step_ = s.last_step;
+    froze_now_.clear();
+    update_learning_rates();
+  }
+
+ private:
+  std::size_t checked(int unit) const {
+    if (unit < 0 || unit >= units())
+      throw ConfigError("FreezeController: unit " + std::to_string(unit) + " outside 0.." + std::to_string(units() - 1));
+    return static_cast<std::size_t>(unit);
+  }
+
+  void update_learning_rates() {
+    for (int u = 0; u < units(); ++u)
+      lrs_[static_cast<std::size_t>(u)] = (last_step_ < 0 || !is_active(u))
+                                              ? 0.0
+                                              : unit_learning_rate(lr_settings_, run_, fraction(u), last_step_);
+  }
+
+  std::vector<double> fractions_;
+  RunLength run_;
+  LrSettings lr_settings_;
+  std::vector<bool> frozen_;
+  int frozen_count_ = 0;
+  std::int64_t last_step_ = -1;
+  std::vector<double> lrs_;
+  std::vector<int> froze_now_;
+};
+
+// A controller for a compile-time schedule, with that schedule's LR mode and tail.
+template <FreezeSchedule S>
+FreezeController make_controller(int units, RunLength run, double base_lr, double min_lr = 1e-6) {
+  return FreezeController(fractions<S>(units), run, LrSettings{default_lr_mode<S>(), base_lr, min_lr, default_tail<S>()});
+}
+
+}  // namespace vitfreeze::freeze

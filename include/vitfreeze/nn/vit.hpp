@@ -1,0 +1,122 @@
+#pragma once
+// The ViT encoder, configured at compile time by a ViTSpec: cls token, patch embedding, fixed
+// sin-cos positions, `depth` pre-LN blocks, final LayerNorm; timm parameter names.
+//
+// forward() optionally takes the visible patch indices of each sample (masked image modeling: the
+// encoder then sees 1 + K tokens) and the blocks after which to return the hidden states (LocalMIM
+// taps). Blocks whose parameters are frozen and whose input needs no gradient (the frozen prefix
+// under `truncate` semantics) run forward only: nothing is recorded, and their temporaries are
+// released block by block, so the prefix keeps no activations.
+#include <algorithm>
+#include <span>
+#include <vector>
+
+#include "vitfreeze/autograd/ops/tokens.hpp"
+#include "vitfreeze/nn/block.hpp"
+#include "vitfreeze/nn/patch_embed.hpp"
+#include "vitfreeze/nn/pos_embed.hpp"
+#include "vitfreeze/nn/vit_spec.hpp"
+
+namespace vitfreeze::nn {
+
+template <CpuScalar T>
+struct EncoderOutput {
+  Var<T> tokens;             // [B, 1 + K, D] after the final norm (or after the last block if no norm)
+  std::vector<Var<T>> taps;  // hidden state after each requested block, in request order
+};
+
+template <ViTSpec S, CpuScalar T = float>
+  requires ValidViTSpec<S>
+class ViT {
+ public:
+  static constexpr ViTSpec spec = S;
+
+  explicit ViT(std::uint64_t seed = 0)
+      : cls_token("cls_token", Shape{1, 1, S.dim}, true),
+        patch_embed("patch_embed", S.channels, S.patch, S.dim),
+        norm("norm", S.dim),
+        pos_embed_(sincos_pos_embed_2d<T>(S.dim, S.grid(), S.grid(), true)) {
+    blocks.reserve(S.depth);
+    for (int i = 0; i < S.depth; ++i)
+      blocks.emplace_back("blocks." + std::to_string(i), S.dim, S.heads, S.hidden());
+    init(seed);
+  }
+
+  // MAE initialisation (peers spec §0.5).
+  void init(std::uint64_t seed) {
+    patch_embed.init(seed);
+    normal_init(cls_token, 0.02, seed);
+    for (auto& b : blocks) b.init_xavier(seed);
+    norm.init();
+  }
+
+  EncoderOutput<T> forward(Tape<T>& tape, const Tensor<T>& images, const Tensor<std::int32_t>* ids_keep = nullptr,
+                           std::span<const int> tap_after = {}, bool final_norm = true) {
+    expect_shape(images.shape(), Shape{images.dim(0), S.channels, S.image, S.image}, "ViT input");
+    Var<T> x = patch_embed(tape, images);
+    x = ops::add_fixed(tape, x, patch_positions());
+    if (ids_keep) x = ops::gather_tokens(tape, x, *ids_keep);
+    x = ops::prepend_token(tape, tape.parameter(cls_token), x);  // cls position row is zero
+
+    EncoderOutput<T> out;
+    out.taps.resize(tap_after.size());
+    for (int i = 0; i < S.depth; ++i) {
+      const bool tapped = std::find(tap_after.begin(), tap_after.end(), i) != tap_after.end();
+      if (!tape.requires_grad(x) && !block_trainable(i) && !tapped)
+        x = forward_without_keeping(tape, i, x);
+      else
+        x = blocks[i](tape, x);
+      for (std::size_t k = 0; k < tap_after.size(); ++k)
+        if (tap_after[k] == i) out.taps[k] = x;
+    }
+    out.tokens = final_norm ? norm(tape, x) : x;
+    return out;
+  }
+
+  bool block_trainable(int i) {
+    ParameterList<T> ps;
+    blocks[i].collect_parameters(ps);
+    return any_trainable(ps);
+  }
+
+  // Parameters in timm order: cls_token, patch_embed, blocks, norm.
+  void collect_parameters(ParameterList<T>& out) {
+    out.push_back(&cls_token);
+    patch_embed.collect_parameters(out);
+    for (auto& b : blocks) b.collect_parameters(out);
+    norm.collect_parameters(out);
+  }
+  ParameterList<T> parameters() { return parameters_of<T>(*this); }
+
+  // The fixed table [1 + L, D] (zero cls row).
+  const Tensor<T>& pos_embed() const { return pos_embed_; }
+
+  Parameter<T> cls_token;
+  PatchEmbed<T> patch_embed;
+  std::vector<Block<T>> blocks;
+  LayerNorm<T> norm;
+
+ private:
+  Tensor<T> patch_positions() const { return pos_embed_.slice(1, S.tokens() + 1); }
+
+  // Runs block i with nothing recorded, copies its output into a model-owned buffer and releases
+  // every temporary the block allocated.
+  Var<T> forward_without_keeping(Tape<T>& tape, int i, Var<T> x) {
+    const Arena::Mark mark = tape.arena().mark();
+    Var<T> y;
+    {
+      NoGrad<T> no_grad(tape);
+      y = blocks[i](tape, x);
+    }
+    Tensor<T>& buffer = frozen_buffers_[i % 2];
+    if (!(buffer.shape() == tape.value(y).shape())) buffer = Tensor<T>(tape.value(y).shape());
+    buffer.copy_from(tape.value(y));
+    tape.arena().rewind(mark);
+    return tape.constant(buffer);
+  }
+
+  Tensor<T> pos_embed_;
+  Tensor<T> frozen_buffers_[2];
+};
+
+}  // namespace vitfreeze::nn
