@@ -129,6 +129,10 @@ TEST_CASE("schedule policies: concept, defaults and a user-defined schedule") {
   static_assert(default_lr_mode<NoFreeze>() == LrMode::global_hard_freeze);
   static_assert(default_lr_mode<HalfThenAll>() == LrMode::scaled_layerwise && default_tail<HalfThenAll>() == 0.1);
 
+  const auto tailored = make_controller<ViTTailored<Spacing::cubic, 800, 250>>(13, reference_run, 1.6e-3);
+  CHECK(tailored.lr_settings().mode == LrMode::vit_tailored);
+  CHECK(tailored.lr_settings().tail == 0.25);
+
   // The user schedule drives a controller: units 0 and 1 freeze together, after 800 * 0.5 iterations.
   auto c = make_controller<HalfThenAll>(3, RunLength{10, 2, 100}, 1.0);
   c.step(600);

@@ -49,12 +49,12 @@ void check_mask_set(const MaskSet& m) {
       REQUIRE(l >= 0);
       REQUIRE(l < L);
       ++seen[l];
-      CHECK(m.ids_restore.at(b, l) == r);                     // inverse permutation
-      CHECK(m.mask.at(b, l) == (r < K ? 0 : 1));              // 1 = removed
-      if (r < K) CHECK(m.ids_keep.at(b, r) == l);             // ids_keep = first K, same order
+      CHECK(m.ids_restore.at(b, l) == r);          // inverse permutation
+      CHECK(m.mask.at(b, l) == (r < K ? 0 : 1));   // 1 = removed
+      if (r < K) CHECK(m.ids_keep.at(b, r) == l);  // ids_keep = first K, same order
       ones += m.mask.at(b, r);
     }
-    CHECK(std::count(seen.begin(), seen.end(), 1) == L);     // a permutation
+    CHECK(std::count(seen.begin(), seen.end(), 1) == L);  // a permutation
     CHECK(ones == L - K);
   }
 }
@@ -87,7 +87,9 @@ TEST_CASE("Random masking: invariants, determinism and sample keys") {
   const MaskSet next_step = Random<750>::make(6, 14, 14, 42, 4);
   const MaskSet other_seed = Random<750>::make(6, 14, 14, 43, 3);
   for (int b = 0; b < 6; ++b) {
-    const auto row = [&](const MaskSet& s) { return std::vector<int>(&s.ids_keep.at(b, 0), &s.ids_keep.at(b, 0) + 49); };
+    const auto row = [&](const MaskSet& s) {
+      return std::vector<int>(&s.ids_keep.at(b, 0), &s.ids_keep.at(b, 0) + 49);
+    };
     CHECK(row(m) != row(next_step));
     CHECK(row(m) != row(other_seed));
     if (b) CHECK(row(m) != std::vector<int>(&m.ids_keep.at(0, 0), &m.ids_keep.at(0, 0) + 49));
@@ -166,7 +168,8 @@ TEST_CASE("SplitView (MiCL): 18 kept as two disjoint views of 9") {
   // Same noise as MAE masking: the keep list is the first 18 of Random<900>'s shuffle.
   const MaskSet mae = Random<900>::make(5, 14, 14, 11, 2);
   for (int b = 0; b < 5; ++b) {
-    std::set<int> v1(&m.ids_keep.at(b, 0), &m.ids_keep.at(b, 0) + 9), v2(&m.ids_keep.at(b, 9), &m.ids_keep.at(b, 9) + 9);
+    std::set<int> v1(&m.ids_keep.at(b, 0), &m.ids_keep.at(b, 0) + 9),
+        v2(&m.ids_keep.at(b, 9), &m.ids_keep.at(b, 9) + 9);
     CHECK(v1.size() == 9);
     CHECK(v2.size() == 9);
     for (int l : v1) CHECK(v2.count(l) == 0);
@@ -314,8 +317,8 @@ TEST_CASE("HOG orientation bins at the bin boundaries") {
   CHECK(mim::detail::hog_bin(0.0f, -4.0f, 9) == 0);   // pi -> 9 -> 0
   CHECK(mim::detail::hog_bin(-0.0f, -4.0f, 9) == 0);  // -pi -> -9 -> 0
   CHECK(mim::detail::hog_bin(0.0, 4.0, 9) == 0);
-  CHECK(mim::detail::hog_bin(-8.0, -8.0, 9) == 2);  // -3pi/4 -> -6.75 -> -7 -> 2
-  CHECK(mim::detail::hog_bin(-8.0, 8.0, 9) == 6);   // -pi/4 -> -2.25 -> -3 -> 6
+  CHECK(mim::detail::hog_bin(-8.0, -8.0, 9) == 2);   // -3pi/4 -> -6.75 -> -7 -> 2
+  CHECK(mim::detail::hog_bin(-8.0, 8.0, 9) == 6);    // -pi/4 -> -2.25 -> -3 -> 6
   CHECK(mim::detail::hog_bin(-8.0, 8.0, 18) == 13);  // -pi/4 -> -4.5 -> -5 -> 13
   CHECK(mim::detail::reflect_index(-1, 8) == 1);
   CHECK(mim::detail::reflect_index(8, 8) == 6);
@@ -340,8 +343,7 @@ TEST_CASE_TEMPLATE("HOG: step edges land in the hand-computed bin with unit norm
         for (int cx = 0; cx < 4; ++cx) {
           const bool on_edge = (vertical ? cx : cy) == 1 || (vertical ? cx : cy) == 2;
           for (int c = 0; c < channels; ++c)
-            for (int k = 0; k < 9; ++k)
-              CHECK(h.at(0, cy * 4 + cx, c * 9 + k) == T(on_edge && k == want_bin ? 1 : 0));
+            for (int k = 0; k < 9; ++k) CHECK(h.at(0, cy * 4 + cx, c * 9 + k) == T(on_edge && k == want_bin ? 1 : 0));
         }
     }
   }
@@ -354,7 +356,7 @@ TEST_CASE_TEMPLATE("HOG: reflect padding, ramps and channel concatenation", T, f
   Tensor<T> img = Tensor<T>::full(Shape{1, 3, 6, 6}, T(-0.25));
   for (int y = 0; y < 6; ++y)
     for (int x = 0; x < 6; ++x) img.at(0, 1, y, x) = T(x - y);  // a = 1, b = -1: atan2(-8, 8) = -pi/4 -> bin 6
-  const Tensor<T> h = hog(img, 9, 1);  // one cell per pixel
+  const Tensor<T> h = hog(img, 9, 1);                           // one cell per pixel
   for (int y = 0; y < 6; ++y)
     for (int x = 0; x < 6; ++x) {
       const bool row_border = y == 0 || y == 5, col_border = x == 0 || x == 5;
@@ -387,16 +389,17 @@ TEST_CASE_TEMPLATE("HOG: multi-scale pooling equals single scales; cells are uni
   for (int y = 0; y < 8; ++y)
     for (int x = 0; x < 8; ++x) {
       const auto px = [&](int r, int c) { return double(img.at(0, 0, r < 0 ? -r : r, c < 0 ? -c : c)); };
-      const double g0 = px(y - 1, x - 1) - px(y - 1, x + 1) + 2 * (px(y, x - 1) - px(y, x + 1)) + px(y + 1, x - 1) -
+      const double g0 =
+          px(y - 1, x - 1) - px(y - 1, x + 1) + 2 * (px(y, x - 1) - px(y, x + 1)) + px(y + 1, x - 1) - px(y + 1, x + 1);
+      const double g1 = px(y - 1, x - 1) + 2 * px(y - 1, x) + px(y - 1, x + 1) - px(y + 1, x - 1) - 2 * px(y + 1, x) -
                         px(y + 1, x + 1);
-      const double g1 = px(y - 1, x - 1) + 2 * px(y - 1, x) + px(y - 1, x + 1) - px(y + 1, x - 1) -
-                        2 * px(y + 1, x) - px(y + 1, x + 1);
       int bin = int(std::floor(std::atan2(g0, g1) / std::numbers::pi * 9)) % 9;
       want[bin < 0 ? bin + 9 : bin] += std::sqrt(g0 * g0 + g1 * g1) / 64;
     }
   double norm = 0;
   for (double v : want) norm += v * v;
-  for (int k = 0; k < 9; ++k) CHECK(double(all[2].at(0, 0, k)) == doctest::Approx(want[k] / std::sqrt(norm)).epsilon(1e-5));
+  for (int k = 0; k < 9; ++k)
+    CHECK(double(all[2].at(0, 0, k)) == doctest::Approx(want[k] / std::sqrt(norm)).epsilon(1e-5));
   CHECK_THROWS_AS(hog(img, 9, 3), ConfigError);  // 16 is not a multiple of 3
 }
 
@@ -409,7 +412,7 @@ TEST_CASE("scale feasibility and HOG pools (spec §2.4: pools 4, 8, 16, 32 at 22
   static_assert(hog_pool_for_scale(224, 16, 1, 2) == 32);
   static_assert(scale_is_feasible(28, 2, 2, 1) && hog_pool_for_scale(28, 2, 2, 1) == 1);
   static_assert(scale_is_feasible(28, 2, 1, 2) && hog_pool_for_scale(28, 2, 1, 2) == 4);  // 7x7 cells
-  static_assert(!scale_is_feasible(28, 2, 4, 1));  // half-pixel cells
+  static_assert(!scale_is_feasible(28, 2, 4, 1));                                         // half-pixel cells
   static_assert(!scale_is_feasible(28, 4, 1, 2));  // 7x7 grid halves to 3.5 cells
   static_assert(!scale_is_feasible(30, 4, 1, 1));  // image not a multiple of the patch
   CHECK_THROWS_AS(hog_pool_for_scale(28, 2, 4, 1), ConfigError);

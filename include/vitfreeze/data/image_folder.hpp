@@ -41,11 +41,20 @@ inline std::string lower(std::string s) {
   return s;
 }
 
+// Directory entries in name order (the order decides class ids and sample indices).
 inline std::vector<std::filesystem::path> sorted_entries(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> v;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) v.push_back(e.path());
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    v.push_back(it->path());
+  if (ec) throw DataError(dir.string(), 0, "cannot list directory: " + ec.message());
   std::sort(v.begin(), v.end());
   return v;
+}
+
+inline bool is_directory(const std::filesystem::path& p) {
+  std::error_code ec;
+  return std::filesystem::is_directory(p, ec);
 }
 
 }  // namespace detail
@@ -73,7 +82,7 @@ inline Dataset image_folder(const std::filesystem::path& dir, const ImageFolderO
   };
   std::vector<Item> items;
   for (const auto& entry : detail::sorted_entries(dir)) {
-    if (!std::filesystem::is_directory(entry)) {
+    if (!detail::is_directory(entry)) {
       d.skipped.push_back({entry.string(), "not inside a class folder"});
       continue;
     }
@@ -81,7 +90,7 @@ inline Dataset image_folder(const std::filesystem::path& dir, const ImageFolderO
     d.class_names.push_back(entry.filename().string());
     for (const auto& file : detail::sorted_entries(entry)) {
       const std::string ext = detail::lower(file.extension().string());
-      if (std::filesystem::is_directory(file) || std::find(extensions.begin(), extensions.end(), ext) == extensions.end())
+      if (detail::is_directory(file) || std::find(extensions.begin(), extensions.end(), ext) == extensions.end())
         d.skipped.push_back({file.string(), "not an image file with one of ImageFolderOptions::extensions"});
       else
         items.push_back({file, label});
@@ -119,8 +128,9 @@ inline Dataset image_folder(const std::filesystem::path& dir, const ImageFolderO
     // stb gives HWC; the dataset stores CHW.
     const std::size_t plane = std::size_t(decoded.height) * std::size_t(decoded.width);
     chw.resize(plane * std::size_t(d.channels));
+    const std::size_t channels = std::size_t(d.channels);
     for (std::size_t p = 0; p < plane; ++p)
-      for (int c = 0; c < d.channels; ++c) chw[std::size_t(c) * plane + p] = decoded.hwc[p * std::size_t(d.channels) + std::size_t(c)];
+      for (std::size_t c = 0; c < channels; ++c) chw[c * plane + p] = decoded.hwc[p * channels + c];
     if (resize) {
       const ImageView src{chw.data(), d.channels, decoded.height, decoded.width};
       resized.resize(d.image_size());

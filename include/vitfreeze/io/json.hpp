@@ -46,7 +46,7 @@ class Json {
   Json(std::nullptr_t) {}
   Json(bool b) : value_(b) {}
   template <std::integral I>
-    requires(!std::same_as<I, bool>)
+    requires(!std::same_as<I, bool> && !std::same_as<I, char>)  // 'a' is not meant as 97
   Json(I i) {
     if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
       if (i > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
@@ -311,7 +311,11 @@ class JsonParser {
     while (!at_end() && (peek() == ' ' || peek() == '\t' || peek() == '\n' || peek() == '\r')) ++pos_;
   }
   void expect_literal(std::string_view word) {
-    if (text_.substr(pos_, word.size()) != word) fail("'" + std::string(word) + "'");
+    if (text_.substr(pos_, word.size()) != word) {
+      std::string quoted(1, '\'');  // built piecewise: g++ 12 warns falsely (-Wrestrict) on "'" + s
+      quoted.append(word).push_back('\'');
+      fail(quoted);
+    }
     pos_ += word.size();
   }
 

@@ -97,6 +97,7 @@ class ProgressBar {
     step_ = 0, images_ = 0, loss_sum_ = 0, losses_ = 0;
     start_ = last_draw_ = opt_.clock();
     drawn_width_ = 0;
+    drawn_step_ = -1;
   }
 
   // After step `step` (1-based) which processed `images` images with loss `loss`.
@@ -113,8 +114,11 @@ class ProgressBar {
     }
   }
 
-  // Final state of the epoch, ending the line.
-  void end_epoch() { draw(opt_.clock(), true); }
+  // Final state of the epoch, ending the line (in logs, unless that state is already printed).
+  void end_epoch() {
+    if (!interactive_ && drawn_step_ == step_) return;
+    draw(opt_.clock(), true);
+  }
 
   bool interactive() const { return interactive_; }
 
@@ -138,6 +142,7 @@ class ProgressBar {
   std::int64_t steps_ = 0, step_ = 0, images_ = 0, losses_ = 0;
   double loss_sum_ = 0, start_ = 0, last_draw_ = 0;
   std::size_t drawn_width_ = 0;
+  std::int64_t drawn_step_ = -1;
 
   static bool stream_is_terminal(const std::ostream& out) {
     if (&out == &std::cout) return ::isatty(STDOUT_FILENO) == 1;
@@ -171,6 +176,7 @@ class ProgressBar {
 
   void draw(double now, bool final_line) {
     std::string s = render(now);
+    drawn_step_ = step_;
     if (interactive_) {
       const std::size_t width = s.size();
       if (s.size() < drawn_width_) s.append(drawn_width_ - s.size(), ' ');  // erase the longer previous line

@@ -20,12 +20,12 @@
 namespace vitfreeze::io {
 
 struct PlotSeries {
-  std::string label;
-  std::vector<double> x, y;
+  std::string label{};
+  std::vector<double> x{}, y{};
 };
 
 struct PlotOptions {
-  std::string title, x_label, y_label;
+  std::string title{}, x_label{}, y_label{};
   int width = 900, height = 500;
   bool log_y = false;
 };

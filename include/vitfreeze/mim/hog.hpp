@@ -46,7 +46,9 @@ inline Shape hog_shape(const Shape& images, int nbins, int pool) {
 namespace detail {
 
 // PyTorch 'reflect' padding by one pixel: -1 -> 1, n -> n-2.
-constexpr std::int64_t reflect_index(std::int64_t i, std::int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); }
+constexpr std::int64_t reflect_index(std::int64_t i, std::int64_t n) {
+  return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
+}
 
 // Orientation bin of the gradient (g0, g1): floor(atan2(g0, g1) / pi * nbins), taken modulo nbins into
 // [0, nbins) like Python's %. Bins are orientations modulo pi.
@@ -65,7 +67,8 @@ void hog_into(const Tensor<T>& images, int nbins, std::span<const int> pools, st
   const int scales = static_cast<int>(pools.size());
   if (scales < 1 || scales > kMaxHogScales || outputs.size() != pools.size())
     throw ConfigError("hog: need 1.." + std::to_string(kMaxHogScales) + " pool sizes, one output each");
-  for (int s = 0; s < scales; ++s) expect_shape(outputs[s].shape(), hog_shape(images.shape(), nbins, pools[s]), "hog_into");
+  for (int s = 0; s < scales; ++s)
+    expect_shape(outputs[s].shape(), hog_shape(images.shape(), nbins, pools[s]), "hog_into");
   const std::int64_t B = images.dim(0), C = images.dim(1), H = images.dim(2), W = images.dim(3);
   if (H < 2 || W < 2) throw ShapeError("hog: reflect padding needs H, W >= 2, got " + images.shape().str());
 

@@ -20,7 +20,7 @@ namespace vitfreeze::mim {
 constexpr bool scale_is_feasible(int image, int patch, int num, int den) {
   if (image < 1 || patch < 1 || num < 1 || den < 1 || image % patch != 0) return false;
   if ((patch * den) % num != 0 || patch * den / num < 1) return false;  // whole pixels per cell
-  return (image / patch * num) % den == 0;                                // whole cells per side
+  return (image / patch * num) % den == 0;                              // whole cells per side
 }
 
 // HOG pool (cell side in pixels) of scale num/den: patch * den / num. Not a constant expression

@@ -36,9 +36,7 @@ constexpr int kept_count(int patches, int per_mille) {
 }
 // Masked patches counted the LoMaR way: floor(L * r) (49 cells at 0.8 -> 39 masked, 10 visible,
 // while kept_count(49, 800) would give 9).
-constexpr int masked_count(int patches, int per_mille) {
-  return static_cast<int>(patches * (per_mille / 1000.0));
-}
+constexpr int masked_count(int patches, int per_mille) { return static_cast<int>(patches * (per_mille / 1000.0)); }
 // MiCL: the keep list rounded down to an even length so it splits into two equal views.
 constexpr int even_kept_count(int patches, int per_mille) { return kept_count(patches, per_mille) / 2 * 2; }
 
@@ -178,6 +176,18 @@ struct Random {
   }
 };
 
+// Random masking with the ratio chosen at run time (command-line tools); same draws as Random<R>.
+struct RandomRatio {
+  int ratio_per_mille = 750;
+  int kept(int grid_h, int grid_w) const { return kept_count(grid_h * grid_w, ratio_per_mille); }
+  MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
+               std::uint32_t first_sample = 0) const {
+    if (ratio_per_mille <= 0 || ratio_per_mille >= 1000)
+      throw ConfigError("RandomRatio: mask ratio must lie strictly between 0 and 1");
+    return detail::random_masks(batch, grid_h * grid_w, kept(grid_h, grid_w), 1, seed, step, first_sample);
+  }
+};
+
 // ---- SplitView (MiCL) -----------------------------------------------------------------------------
 
 // Keep list of even length n = 2*floor(floor(L(1-r))/2); view 1 = ids_keep[:, :n/2], view 2 =
@@ -296,7 +306,9 @@ struct Window {
   static constexpr int cells = K * K;
 
   static constexpr int kept(int /*grid_h*/, int /*grid_w*/) { return cells - masked_count(cells, RatioPerMille); }
-  static constexpr bool fits(int grid_h, int grid_w) { return K <= grid_h && K <= grid_w && M <= grid_h - K + 1 && M <= grid_w - K + 1; }
+  static constexpr bool fits(int grid_h, int grid_w) {
+    return K <= grid_h && K <= grid_w && M <= grid_h - K + 1 && M <= grid_w - K + 1;
+  }
 
   static MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
                       std::uint32_t first_sample = 0) {

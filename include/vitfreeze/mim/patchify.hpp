@@ -12,6 +12,7 @@
 // backward of patchify is unpatchify of the incoming gradient (and vice versa).
 #include <cstdint>
 
+#include "vitfreeze/backend/cpu/patchify.hpp"
 #include "vitfreeze/core/error.hpp"
 #include "vitfreeze/core/tensor.hpp"
 
@@ -38,38 +39,17 @@ inline PatchGeometry patch_geometry(const Shape& images, int patch) {
 
 namespace detail {
 
-// Offset of (channel c, in-patch row u, in-patch col v) inside a patch row.
-template <PatchOrder Order>
-constexpr std::int64_t in_patch_offset(std::int64_t c, std::int64_t u, std::int64_t v, std::int64_t p,
-                                       std::int64_t channels) {
-  if constexpr (Order == PatchOrder::pixel_major) return (u * p + v) * channels + c;
-  else return (c * p + u) * p + v;
-}
-
-// Moves every pixel between the image and the patch rows; ToPatches picks the direction. One
-// routine for both directions keeps patchify and unpatchify exact inverses by construction.
+// Both directions run the backend's one patchify kernel (also used by the patch embedding), so
+// patchify and unpatchify stay exact inverses by construction.
 template <PatchOrder Order, bool ToPatches, class T>
 void transfer(const PatchGeometry& g, T* images, T* patches) {
-  const std::int64_t p = g.patch, C = g.channels, P = g.patch_dim(), L = g.tokens();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (std::int64_t b = 0; b < g.batch; ++b) {
-    for (std::int64_t i = 0; i < g.grid_h; ++i) {
-      for (std::int64_t c = 0; c < C; ++c) {
-        for (std::int64_t u = 0; u < p; ++u) {
-          T* img_row = images + ((b * C + c) * g.height + i * p + u) * g.width;
-          for (std::int64_t j = 0; j < g.grid_w; ++j) {
-            T* patch_row = patches + (b * L + i * g.grid_w + j) * P;
-            for (std::int64_t v = 0; v < p; ++v) {
-              T& px = img_row[j * p + v];
-              T& slot = patch_row[in_patch_offset<Order>(c, u, v, p, C)];
-              if constexpr (ToPatches) slot = px;
-              else px = slot;
-            }
-          }
-        }
-      }
-    }
-  }
+  const cpu::PatchGeometry kernel{g.batch, g.channels, g.height, g.width, g.patch};
+  constexpr cpu::PatchLayout layout =
+      Order == PatchOrder::pixel_major ? cpu::PatchLayout::pixel_major : cpu::PatchLayout::channel_major;
+  if constexpr (ToPatches)
+    cpu::patchify(images, patches, kernel, layout);
+  else
+    cpu::unpatchify(patches, images, kernel, layout);
 }
 
 }  // namespace detail

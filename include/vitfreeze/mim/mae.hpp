@@ -1,0 +1,43 @@
+#pragma once
+// MAE objective (peers spec §1): encode the visible patches, decode all patches, and score the
+// prediction of the removed ones against (per-patch normalised) pixels.
+#include "vitfreeze/autograd/ops/loss.hpp"
+#include "vitfreeze/mim/mae_decoder.hpp"
+#include "vitfreeze/mim/masking.hpp"
+#include "vitfreeze/mim/norm_pix.hpp"
+#include "vitfreeze/mim/patchify.hpp"
+#include "vitfreeze/nn/vit.hpp"
+
+namespace vitfreeze::mim {
+
+template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, bool NormPix = true, CpuScalar T = float>
+class Mae {
+ public:
+  static constexpr const char* name = "mae";
+  using Encoder = nn::ViT<S, T>;
+
+  explicit Mae(std::uint64_t seed = 0) : decoder("", S.dim, Dec, S.grid(), S.patch_dim()) { decoder.init(seed); }
+
+  struct Output {
+    Var<T> loss;
+    Var<T> prediction;  // [B, L, P] in target space
+    Tensor<T> target;   // [B, L, P]
+  };
+
+  Output forward(Tape<T>& tape, Encoder& encoder, const Tensor<T>& images, const MaskSet& masks) {
+    auto latent = encoder.forward(tape, images, &masks.ids_keep).tokens;
+    Var<T> pred = decoder(tape, latent, masks.ids_restore);
+    Tensor<T> target = patchify(images, S.patch);
+    if constexpr (NormPix) normalize_patches_in_place(target);
+    Var<T> loss = ops::masked_mse(tape, pred, target, masks.template mask_as<T>());
+    return {loss, pred, target};
+  }
+
+  // MAE's decoder is trained to the end: it belongs to the last (never frozen) unit.
+  int unit_of_decoder(int last_unit) const { return last_unit; }
+  void collect_parameters(nn::ParameterList<T>& out) { decoder.collect_parameters(out); }
+
+  MaeDecoder<T> decoder;
+};
+
+}  // namespace vitfreeze::mim
