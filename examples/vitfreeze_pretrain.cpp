@@ -106,45 +106,52 @@ int run(const Args& args) {
                               std::nullopt, 0.5, norm};
   vf::data::Loader loader(train, augment, {.batch_size = batch, .shuffle = true, .last_batch = vf::data::LastBatch::drop, .seed = seed});
 
-  // Freeze schedule over depth + 1 units.
-  const std::string schedule = args.get("schedule", "cubic");
-  const int units = S.depth + 1;
-  vf::freeze::RuntimeSchedule rs{vf::freeze::Spacing::cubic, args.num("t0", 0.8), schedule != "none"};
-  if (schedule == "linear") rs.spacing = vf::freeze::Spacing::linear;
-  else if (schedule == "squared") rs.spacing = vf::freeze::Spacing::squared;
-  else if (schedule != "cubic" && schedule != "vit-tailored" && schedule != "none")
-    throw vf::ConfigError("--schedule: unknown " + schedule);
-  std::string mode = args.get("lr-mode", schedule == "vit-tailored" ? "vit-tailored" : "global");
-  vf::freeze::LrSettings lrs{.base_lr = lr, .min_lr = 1e-6, .tail = 0.1};
-  if (mode == "scaled") lrs.mode = vf::freeze::LrMode::scaled_layerwise;
-  else if (mode == "unscaled") lrs.mode = vf::freeze::LrMode::unscaled_layerwise;
-  else if (mode == "global") lrs.mode = vf::freeze::LrMode::global_hard_freeze;
-  else if (mode == "vit-tailored") lrs.mode = vf::freeze::LrMode::vit_tailored;
-  else throw vf::ConfigError("--lr-mode: unknown " + mode);
-  const std::int64_t steps_cap = std::int64_t(args.num("steps-per-epoch", -1));
-  const std::int64_t iters = steps_cap > 0 ? std::min(steps_cap, loader.batches_per_epoch()) : loader.batches_per_epoch();
-  vf::freeze::FreezeController controller(rs.fractions(units), {epochs, warmup, iters}, lrs);
-
-  vf::train::PretrainOptions opt;
-  opt.epochs = epochs;
-  opt.warmup_epochs = warmup;
-  opt.seed = seed;
-  opt.out_dir = out;
-  opt.max_steps_per_epoch = steps_cap;
-  opt.semantics = args.get("semantics", "truncate") == "vitfreeze" ? vf::freeze::FreezeSemantics::vitfreeze
-                                                                   : vf::freeze::FreezeSemantics::truncate;
   vf::nn::ViT<S, float> encoder(seed);
-  Objective objective(seed + 1);
-  vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
-  const int ratio = int(std::lround(args.num("mask-ratio", 0.75) * 1000));
-  vf::train::Pretrainer trainer(encoder, objective, vf::mim::RandomRatio{ratio}, controller, adam, opt);
+  std::vector<vf::train::EpochReport> reports;
+  double pretrain_s = 0;
+  std::string schedule = args.get("schedule", "cubic"), mode = "none";
+  double t0_value = args.num("t0", 0.8);
+  if (epochs > 0) {
+    // Freeze schedule over depth + 1 units.
+    const int units = S.depth + 1;
+    vf::freeze::RuntimeSchedule rs{vf::freeze::Spacing::cubic, t0_value, schedule != "none"};
+    if (schedule == "linear") rs.spacing = vf::freeze::Spacing::linear;
+    else if (schedule == "squared") rs.spacing = vf::freeze::Spacing::squared;
+    else if (schedule != "cubic" && schedule != "vit-tailored" && schedule != "none")
+      throw vf::ConfigError("--schedule: unknown " + schedule);
+    mode = args.get("lr-mode", schedule == "vit-tailored" ? "vit-tailored" : "global");
+    vf::freeze::LrSettings lrs{.base_lr = lr, .min_lr = 1e-6, .tail = 0.1};
+    if (mode == "scaled") lrs.mode = vf::freeze::LrMode::scaled_layerwise;
+    else if (mode == "unscaled") lrs.mode = vf::freeze::LrMode::unscaled_layerwise;
+    else if (mode == "global") lrs.mode = vf::freeze::LrMode::global_hard_freeze;
+    else if (mode == "vit-tailored") lrs.mode = vf::freeze::LrMode::vit_tailored;
+    else throw vf::ConfigError("--lr-mode: unknown " + mode);
+    const std::int64_t steps_cap = std::int64_t(args.num("steps-per-epoch", -1));
+    const std::int64_t iters = steps_cap > 0 ? std::min(steps_cap, loader.batches_per_epoch()) : loader.batches_per_epoch();
+    vf::freeze::FreezeController controller(rs.fractions(units), {epochs, warmup, iters}, lrs);
 
-  std::cout << "pretraining " << Objective::name << " on " << train.count << " images, ViT " << S.dim << "x" << S.depth
-            << " patch " << S.patch << ", " << epochs << " epochs x " << iters << " steps, schedule " << schedule
-            << " (t0 " << rs.t0 << "), lr mode " << mode << "\n";
-  const auto t0 = std::chrono::steady_clock::now();
-  auto reports = trainer.fit(loader);
-  const double pretrain_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    vf::train::PretrainOptions opt;
+    opt.epochs = epochs;
+    opt.warmup_epochs = warmup;
+    opt.seed = seed;
+    opt.out_dir = out;
+    opt.max_steps_per_epoch = steps_cap;
+    opt.semantics = args.get("semantics", "truncate") == "vitfreeze" ? vf::freeze::FreezeSemantics::vitfreeze
+                                                                     : vf::freeze::FreezeSemantics::truncate;
+    Objective objective(seed + 1);
+    vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
+    const int ratio = int(std::lround(args.num("mask-ratio", 0.75) * 1000));
+    vf::train::Pretrainer trainer(encoder, objective, vf::mim::RandomRatio{ratio}, controller, adam, opt);
+
+    std::cout << "pretraining " << Objective::name << " on " << train.count << " images, ViT " << S.dim << "x" << S.depth
+              << " patch " << S.patch << ", " << epochs << " epochs x " << iters << " steps, schedule " << schedule
+              << " (t0 " << rs.t0 << "), lr mode " << mode << "\n";
+    const auto t0 = std::chrono::steady_clock::now();
+    reports = trainer.fit(loader);
+    pretrain_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } else {
+    std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
+  }
 
   // Linear probe on the frozen encoder (no augmentation).
   vf::data::Transform plain{std::nullopt, std::nullopt, 0.0, norm};
@@ -165,7 +172,7 @@ int run(const Args& args) {
   vf::io::Json summary = vf::io::Json::object();
   summary["objective"] = Objective::name;
   summary["schedule"] = schedule;
-  summary["t0"] = rs.t0;
+  summary["t0"] = t0_value;
   summary["lr_mode"] = mode;
   summary["epochs"] = epochs;
   summary["pretrain_seconds"] = pretrain_s;

@@ -23,6 +23,7 @@
 
 #include "vitfreeze/core/error.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
+#include "vitfreeze/io/plot.hpp"
 #include "vitfreeze/nn/flops.hpp"
 #include "vitfreeze/nn/vit_spec.hpp"
 
@@ -105,6 +106,7 @@ struct Options {
   std::string semantics = "truncate";
   std::string format = "table";
   std::string model = "base";
+  std::string plot;  // PNG of every unit's LR over the run, when set
   int image = 224, patch = 16, channels = 3;
   bool help = false;
 };
@@ -125,6 +127,7 @@ constexpr const char* usage =
     "  --model tiny|small|base --image P --patch P --channels C   cost model (default base, 224, 16, 3);\n"
     "                      depth = units - 1 (units with --dont-freeze-pe)\n"
     "  --format table|json|csv   output (default table); predicted_saving is null if depth < 4\n"
+    "  --plot PATH         also write a PNG of every unit's learning rate over the run\n"
     "  --help              this text\n";
 
 int parse_int(std::string_view flag, std::string_view text) {
@@ -157,7 +160,7 @@ Options parse(int argc, char** argv) {
     }
     constexpr std::array<std::string_view, 14> value_flags{
         "--schedule", "--t0",      "--epochs", "--warmup", "--iters-per-epoch", "--units", "--tau",
-        "--lr-mode",  "--semantics", "--format", "--model",  "--image",           "--patch", "--channels"};
+        "--lr-mode",  "--semantics", "--format", "--plot", "--model",  "--image",           "--patch", "--channels"};
     if (std::find(value_flags.begin(), value_flags.end(), flag) == value_flags.end())
       throw vf::ConfigError("unknown argument: " + std::string(flag));
     if (i + 1 >= argc) throw vf::ConfigError("missing value after " + std::string(flag));
@@ -172,6 +175,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--lr-mode") o.lr_mode = value;
     else if (flag == "--semantics") o.semantics = value;
     else if (flag == "--format") o.format = value;
+    else if (flag == "--plot") o.plot = value;
     else if (flag == "--model") o.model = value;
     else if (flag == "--image") o.image = parse_int(flag, value);
     else if (flag == "--patch") o.patch = parse_int(flag, value);
@@ -253,6 +257,26 @@ std::string json_opt(const std::optional<T>& v) {
   else return std::to_string(*v);
 }
 
+// Runs the controller over the whole schedule (about 2000 sampled iterations) and draws each unit's
+// LR; a frozen unit's curve ends at its freeze point.
+void plot_learning_rates(const std::string& path, const std::vector<double>& r, const fz::RunLength& run,
+                         fz::LrMode mode, double tau) {
+  fz::FreezeController controller(r, run, {.mode = mode, .base_lr = 1.0, .min_lr = 1e-3, .tail = tau});
+  std::vector<vf::io::PlotSeries> series(r.size());
+  for (std::size_t u = 0; u < r.size(); ++u) series[u].label = "unit " + std::to_string(u);
+  const std::int64_t total = run.total_iterations(), stride = std::max<std::int64_t>(1, total / 2000);
+  for (std::int64_t g = 0; g < total; g += stride) {
+    controller.step(g);
+    const double epoch = double(g) / double(run.iters_per_epoch);
+    for (std::size_t u = 0; u < r.size(); ++u)
+      if (controller.is_active(int(u))) {
+        series[u].x.push_back(epoch);
+        series[u].y.push_back(controller.lr(int(u)));
+      }
+  }
+  vf::io::write_line_plot(path, series, {.title = "learning rate per unit (base lr = 1)", .x_label = "epoch", .y_label = "lr / base lr"});
+}
+
 int run(int argc, char** argv) {
   const Options o = parse(argc, argv);
   if (o.help) {
@@ -290,6 +314,7 @@ int run(int argc, char** argv) {
     saving = fz::predicted_saving({forward, dropped, untracked}, r, semantics, o.epochs, o.warmup);
   }
   const char* semantics_name = semantics == fz::FreezeSemantics::truncate ? "truncate" : "vitfreeze";
+  if (!o.plot.empty()) plot_learning_rates(o.plot, r, run, mode, o.tau);
 
   if (o.format == "json") {
     std::printf("{\"schedule\":\"%s\",\"t0\":%s,\"lr_mode\":\"%s\",\"tau\":%s,\"epochs\":%d,\"warmup\":%d,"
