@@ -158,7 +158,7 @@ Options parse(int argc, char** argv) {
       o.dont_freeze_pe = true;
       continue;
     }
-    constexpr std::array<std::string_view, 14> value_flags{
+    constexpr std::array<std::string_view, 15> value_flags{
         "--schedule", "--t0",      "--epochs", "--warmup", "--iters-per-epoch", "--units", "--tau",
         "--lr-mode",  "--semantics", "--format", "--plot", "--model",  "--image",           "--patch", "--channels"};
     if (std::find(value_flags.begin(), value_flags.end(), flag) == value_flags.end())

@@ -447,3 +447,22 @@ TEST_CASE_TEMPLATE("mask re-scaling: nearest upsampling and 2x2 averaging", T, f
   }
   CHECK_THROWS_AS(rescale_mask<T>(ms.mask, 14, 14, 1, 4), ConfigError);  // 14 / 4 is not whole
 }
+
+#include "vitfreeze/mim/reconstruction.hpp"
+
+TEST_CASE("reconstruction panels: a perfect norm-pix prediction gives back the original image") {
+  const auto norm = vitfreeze::data::Normalize::fashion_mnist();
+  vitfreeze::Tensor<float> images(vitfreeze::Shape{2, 1, 8, 8});
+  vitfreeze::RandomStream rng(4, vitfreeze::RngPurpose::test);
+  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = float(rng.uniform() * 2 - 0.5);
+  auto masks = vitfreeze::mim::Random<750>::make(2, 4, 4, 1, 0);
+  auto target = vitfreeze::mim::normalize_patches(vitfreeze::mim::patchify(images, 2));
+  auto panels = vitfreeze::mim::reconstruction_panels(images, target, masks, 2, true, norm);
+  REQUIRE(panels.size() == 6);
+  for (int b = 0; b < 2; ++b)
+    for (std::int64_t i = 0; i < 64; ++i) CHECK(panels[std::size_t(3 * b + 2)][i] == doctest::Approx(panels[std::size_t(3 * b)][i]).epsilon(1e-4));
+  // the masked view is grey (0.5) exactly on removed patches
+  const std::int64_t l = masks.ids_shuffle.at(0, 15);  // a removed patch of sample 0
+  const std::int64_t y = (l / 4) * 2, x = (l % 4) * 2;
+  CHECK(panels[1][y * 8 + x] == doctest::Approx(0.5));
+}

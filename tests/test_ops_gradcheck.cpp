@@ -170,3 +170,27 @@ TEST_CASE("no-grad scope and non-trainable inputs record no nodes") {
   t.backward(ops::weighted_sum(t, y, random_tensor<D>({2, 3}, 2)));
   CHECK_FALSE(w.grad.empty());
 }
+
+TEST_CASE("gradcheck: scale") {
+  auto x = random_tensor<D>({3, 4}, 21);
+  Var<D> vx;
+  auto loss = [&](Tape<D>& t) { return probe(t, ops::scale(t, vx = t.leaf(x), -0.7)); };
+  require_close(check_gradients(loss, {grad_input("x", x, vx)}));
+}
+
+TEST_CASE("the gradient checker flags a wrong backward") {
+  // An op whose recorded backward is deliberately off by 1 %: the checker must report it.
+  auto x = random_tensor<D>({5}, 22);
+  Var<D> vx;
+  auto wrong = [&](Tape<D>& t) {
+    vx = t.leaf(x);
+    Tensor<D> y = t.alloc(Shape{5});
+    for (int i = 0; i < 5; ++i) y[i] = 2 * t.value(vx)[i];
+    Var<D> vy = t.result(y, true);
+    t.record([vx, vy](Tape<D>& tt) {
+      for (int i = 0; i < 5; ++i) tt.grad(vx)[i] += 2.02 * tt.grad(vy)[i];
+    });
+    return probe(t, vy);
+  };
+  CHECK(check_gradients(wrong, {grad_input("x", x, vx)}).max_error > 1e-3);
+}

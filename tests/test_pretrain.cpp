@@ -10,6 +10,7 @@
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/mim/mae.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
+#include "vitfreeze/testing/synthetic.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
 
 using namespace vitfreeze;
@@ -18,25 +19,6 @@ namespace {
 constexpr ViTSpec kSmall{.image = 28, .channels = 1, .patch = 4, .dim = 64, .depth = 4, .heads = 4, .mlp_ratio = 2};
 using Objective = mim::Mae<kSmall, mim::DecoderSpec{.dim = 32, .depth = 1, .heads = 2}>;
 
-// Synthetic 28x28 images with class-dependent stripes, so tests do not need the data package.
-data::Dataset stripes(int count, std::uint64_t seed) {
-  data::Dataset d;
-  d.name = "stripes";
-  d.count = count, d.channels = 1, d.height = 28, d.width = 28, d.num_classes = 4;
-  d.pixels.resize(std::size_t(count) * 784);
-  RandomStream rng(seed, RngPurpose::test);
-  for (int n = 0; n < count; ++n) {
-    const int cls = n % 4;
-    d.labels.push_back(cls);
-    for (int y = 0; y < 28; ++y)
-      for (int x = 0; x < 28; ++x) {
-        const int v = cls == 0 ? x : cls == 1 ? y : cls == 2 ? x + y : x - y + 28;
-        const double base = ((v / (2 + cls)) % 2) * 200.0 + 20.0;
-        d.pixels[std::size_t(n) * 784 + std::size_t(y * 28 + x)] = std::uint8_t(std::min(255.0, base + 30 * rng.uniform()));
-      }
-  }
-  return d;
-}
 }  // namespace
 
 TEST_CASE("AdamW update matches the formula, including decoupled decay and bias correction") {
@@ -57,7 +39,7 @@ TEST_CASE("AdamW update matches the formula, including decoupled decay and bias 
 }
 
 TEST_CASE("MAE pretraining on a small subset: loss falls; freezing keeps frozen weights bit-identical") {
-  auto train = stripes(256, 1);
+  auto train = testing::stripes(256, 1);
   data::Transform augment{data::RandomResizedCrop{28, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bilinear},
                           std::nullopt, 0.5, data::Normalize::fashion_mnist()};
   data::Loader loader(train, augment, {.batch_size = 32, .last_batch = data::LastBatch::drop, .seed = 3, .workers = 0});
@@ -103,7 +85,7 @@ TEST_CASE("MAE pretraining on a small subset: loss falls; freezing keeps frozen 
 }
 
 TEST_CASE("linear probe on encoder features beats chance on a separable task") {
-  auto train = stripes(200, 5), test = stripes(80, 6);
+  auto train = testing::stripes(200, 5), test = testing::stripes(80, 6);
   nn::ViT<kSmall, float> encoder(3);
   data::Transform plain{std::nullopt, std::nullopt, 0.0, data::Normalize::fashion_mnist()};
   data::Loader tl(train, plain, {.batch_size = 64, .shuffle = false, .workers = 0});

@@ -67,6 +67,21 @@ Var<T> reshape(Tape<T>& tape, Var<T> x, const Shape& shape) {
   return y;
 }
 
+// s * x for a constant s (loss weights, mixup mixing).
+template <CpuScalar T>
+Var<T> scale(Tape<T>& tape, Var<T> x, double s) {
+  const Tensor<T>& X = tape.value(x);
+  Tensor<T> Y = tape.alloc(X.shape());
+  detail::flat(Y) = detail::flat(X) * T(s);
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([x, y, s](Tape<T>& t) {
+      if (t.has_grad(y)) detail::flat(t.grad(x)) += T(s) * detail::flat(t.grad(y));
+    });
+  return y;
+}
+
 // sum(x * weights) with fixed weights: a scalar probe of a tensor (gradient checks, tests).
 template <CpuScalar T>
 Var<T> weighted_sum(Tape<T>& tape, Var<T> x, const Tensor<T>& weights) {
