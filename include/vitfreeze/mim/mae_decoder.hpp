@@ -18,20 +18,24 @@ struct DecoderSpec {
   friend constexpr bool operator==(const DecoderSpec&, const DecoderSpec&) = default;
 };
 
+// Parameter names of the reference code the weights must open in: facebookresearch/mae
+// (decoder_embed, decoder_blocks.N, decoder_norm, decoder_pred) or LocalMIM's per-tap MAE_Decoder
+// (embed, blocks.N, norm, pred under "decoder.K.").
+enum class DecoderNaming { mae, localmim };
+
 template <CpuScalar T>
 class MaeDecoder {
  public:
-  // prefix: "" for MAE names (decoder_embed, decoder_blocks.N, ...), "decoder.K." for a tap decoder.
   MaeDecoder(const std::string& prefix, std::int64_t encoder_dim, DecoderSpec spec, std::int64_t grid, std::int64_t out_dim,
-             bool with_pred = true)
-      : embed(prefix + "decoder_embed", encoder_dim, spec.dim),
+             bool with_pred = true, DecoderNaming naming = DecoderNaming::mae)
+      : embed(prefix + part(naming, "embed"), encoder_dim, spec.dim),
         mask_token(prefix + "mask_token", Shape{1, 1, spec.dim}, true),
-        norm(prefix + "decoder_norm", spec.dim),
-        pred(prefix + "decoder_pred", spec.dim, with_pred ? out_dim : 1),
+        norm(prefix + part(naming, "norm"), spec.dim),
+        pred(prefix + part(naming, "pred"), spec.dim, with_pred ? out_dim : 1),
         pos_(nn::sincos_pos_embed_2d<T>(spec.dim, grid, grid, true)),
         with_pred_(with_pred) {
     for (int i = 0; i < spec.depth; ++i)
-      blocks.emplace_back(prefix + "decoder_blocks." + std::to_string(i), spec.dim, spec.heads,
+      blocks.emplace_back(prefix + part(naming, "blocks") + "." + std::to_string(i), spec.dim, spec.heads,
                           std::int64_t(spec.dim) * spec.mlp_ratio);
   }
 
@@ -69,6 +73,10 @@ class MaeDecoder {
   nn::Linear<T> pred;
 
  private:
+  static std::string part(DecoderNaming naming, const std::string& what) {
+    return naming == DecoderNaming::mae ? "decoder_" + what : what;
+  }
+
   Tensor<T> pos_;
   bool with_pred_;
 };
