@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh --target vitfreeze_pretrain
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} ./build/examples/vitfreeze_pretrain --out runs/quickstart "$@"
+./build/examples/vitfreeze_pretrain --out runs/quickstart "$@"

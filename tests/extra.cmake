@@ -20,7 +20,7 @@ if(VITFREEZE_HAVE_CUDA)
   foreach(src IN LISTS VITFREEZE_CUDA_TEST_SOURCES)
     get_filename_component(name ${src} NAME_WE)
     add_executable(${name} ${src})
-    target_link_libraries(${name} PRIVATE vitfreeze::vitfreeze CUDA::cudart)
+    target_link_libraries(${name} PRIVATE vitfreeze::vitfreeze CUDA::cudart CUDA::cublasLt)
     # Eigen is host-only here; its CUDA annotations only produce warnings under nvcc.
     target_compile_definitions(${name} PRIVATE EIGEN_NO_CUDA)
     add_test(NAME cuda:${name} COMMAND ${name})

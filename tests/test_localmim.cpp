@@ -401,3 +401,38 @@ TEST_CASE("LocalMIM pretraining: 20 steps with Random<750> masks on synthetic im
   CHECK(adam.has_state(objective.head(0).upsample1()->weight));
   CHECK_FALSE(adam.has_state(encoder.norm.weight));  // unused by LocalMIM: never updated
 }
+
+TEST_CASE("LocalMIM in the trainer: a tap freezes with its block (dropped, no gradients, no optimiser state)") {
+  constexpr ViTSpec S{.image = 16, .channels = 1, .patch = 2, .dim = 32, .depth = 4, .heads = 4, .mlp_ratio = 2};
+  using Taps = mim::taps<mim::TapSpec{0, 2, 1}, mim::TapSpec{3, 1, 2}>;  // tap 0 after block 0 = unit 1
+  using Objective = mim::LocalMim<S, Taps, mim::DecoderSpec{.dim = 32, .depth = 1, .heads = 4}>;
+  const auto images = random_tensor<float>({8, 1, 16, 16}, 4);
+  const int steps = 24;
+  nn::ViT<S, float> encoder(1);
+  Objective objective(2);
+  // linear 0.5 over 5 units, no warmup: unit 1 (block 0 + tap 0) freezes at j > 24 * 0.625 = 15.
+  freeze::FreezeController controller(freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, true}.fractions(S.depth + 1),
+                                      {1, 0, steps}, {.mode = freeze::LrMode::global_hard_freeze, .base_lr = 1e-3});
+  optim::AdamW<float> adam;
+  train::PretrainOptions opt;
+  opt.epochs = 1;
+  opt.progress = false;
+  train::Pretrainer trainer(encoder, objective, mim::Random<750>{}, controller, adam, opt);
+  // the tap's parameters are in its block's unit, the last tap's in the last unit
+  nn::ParameterList<float> tap0;
+  objective.collect_tap_parameters(0, tap0);
+  const auto& unit1 = trainer.units()[1];
+  CHECK(std::find(unit1.begin(), unit1.end(), tap0.front()) != unit1.end());
+  for (int g = 0; g < 16; ++g) trainer.step(images, g);
+  CHECK(objective.tap_active(0));
+  CHECK(adam.has_state(*tap0.front()));
+  const double before = trainer.step(images, 16);  // j = 16 > 15: unit 1 freezes before this step
+  CHECK(std::isfinite(before));
+  CHECK_FALSE(controller.is_active(1));
+  CHECK_FALSE(objective.tap_active(0));
+  for (auto* p : tap0) {
+    CHECK(p->grad.empty());
+    CHECK_FALSE(adam.has_state(*p));
+  }
+  CHECK(objective.tap_active(1));
+}

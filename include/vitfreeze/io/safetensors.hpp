@@ -13,6 +13,14 @@
 // implementation it requires the tensors to tile the data section exactly (no overlaps, gaps or
 // trailing bytes). The writer records a CRC-32C of the data section in the metadata key
 // "vitfreeze.crc32c" (a string, so other readers ignore it) and the reader verifies it when present.
+//
+// The header is covered too: "vitfreeze.header_crc32c" holds the CRC-32C of the 8-byte length field
+// plus the header bytes as written (padding included) in which that key's own value reads
+// "00000000". The writer emits compact JSON, so the member appears verbatim as
+// "vitfreeze.header_crc32c":"xxxxxxxx"; the reader finds that text (exactly once, else it refuses),
+// substitutes the zeros and recomputes. With both keys a flipped byte anywhere in the file is
+// detected. A file whose header another tool re-serialised keeps neither guarantee: copy tensors
+// and metadata through SafetensorsWriter (it recomputes both keys and drops stale ones) instead.
 #include <algorithm>
 #include <bit>
 #include <cstddef>
@@ -42,6 +50,7 @@ static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; a big-endian host would need byte swapping");
 
 inline constexpr std::string_view kChecksumKey = "vitfreeze.crc32c";
+inline constexpr std::string_view kHeaderChecksumKey = "vitfreeze.header_crc32c";
 
 // One tensor as stored: raw little-endian bytes of `dtype`, row-major over `shape`.
 struct TensorRecord {
@@ -92,6 +101,31 @@ inline std::string hex32(std::uint32_t v) {
 
 template <class T>
 concept SafetensorsElement = requires { dtype_of<T>::value; };
+
+inline constexpr std::string_view kHeaderChecksumPlaceholder = "00000000";
+
+// The member as compact JSON writes it, with `value` as the checksum text.
+inline std::string header_checksum_member(std::string_view value) {
+  return "\"" + std::string(kHeaderChecksumKey) + "\":\"" + std::string(value) + "\"";
+}
+
+// Position of the only occurrence of `needle` in `text`, or npos when absent or repeated.
+inline std::size_t find_unique(std::string_view text, std::string_view needle) {
+  const std::size_t at = text.find(needle);
+  if (at == std::string_view::npos || text.find(needle, at + 1) != std::string_view::npos) return std::string_view::npos;
+  return at;
+}
+
+// CRC-32C of the length field followed by the header text (with the placeholder in place).
+inline std::uint32_t header_crc(std::string_view header_text) {
+  std::byte length[8];
+  std::uint64_t n = header_text.size();
+  for (auto& b : length) {
+    b = static_cast<std::byte>(n & 0xff);
+    n >>= 8;
+  }
+  return crc32c(header_text, crc32c(length));
+}
 }  // namespace detail
 
 // Collects tensors (copied at add time, in order) and metadata, then writes one file.
@@ -122,7 +156,8 @@ class SafetensorsWriter {
   }
 
   void add_metadata(std::string key, std::string value) { metadata_[std::move(key)] = std::move(value); }
-  // On by default; turn off for byte-exact output equal to other writers'.
+  // Both checksums (data and header) are on by default; turn off for byte-exact output equal to
+  // other writers'. Metadata under the reserved checksum keys is always recomputed or dropped.
   void set_checksum(bool enabled) { checksum_ = enabled; }
 
   std::size_t size() const { return records_.size(); }
@@ -131,11 +166,13 @@ class SafetensorsWriter {
   std::string header() const {
     Json root = Json::object();
     Json meta = Json::object();
-    for (const auto& [k, v] : metadata_) meta.set(k, v);
+    for (const auto& [k, v] : metadata_)
+      if (k != kChecksumKey && k != kHeaderChecksumKey) meta.set(k, v);
     if (checksum_) {
       std::uint32_t crc = 0;
       for (const auto& r : records_) crc = crc32c(r.data, crc);
       meta.set(kChecksumKey, detail::hex32(crc));
+      meta.set(kHeaderChecksumKey, std::string(detail::kHeaderChecksumPlaceholder));
     }
     if (meta.size() > 0) root.set("__metadata__", std::move(meta));
     std::uint64_t offset = 0;
@@ -151,6 +188,14 @@ class SafetensorsWriter {
     }
     std::string text = root.dump();
     text.append((8 - text.size() % 8) % 8, ' ');
+    if (checksum_) {
+      const std::string member = detail::header_checksum_member(detail::kHeaderChecksumPlaceholder);
+      const std::size_t at = detail::find_unique(text, member);
+      if (at == std::string::npos)
+        throw ConfigError("safetensors: metadata or tensor names repeat the text " + member + "; cannot checksum the header");
+      const std::string crc = detail::hex32(detail::header_crc(text));
+      text.replace(at + member.size() - 1 - crc.size(), crc.size(), crc);
+    }
     return text;
   }
 
@@ -226,6 +271,10 @@ class SafetensorsReader {
   }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // Whether the file carried (and passed) the data / header checksums. Files from other writers
+  // carry neither; callers that require integrity (checkpoints) check these.
+  bool data_checksum_verified() const { return data_verified_; }
+  bool header_checksum_verified() const { return header_verified_; }
 
   const TensorInfo& info(std::string_view name) const {
     const auto it = index_.find(std::string(name));
@@ -264,6 +313,7 @@ class SafetensorsReader {
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;
+  bool data_verified_ = false, header_verified_ = false;
 
   [[noreturn]] void fail(std::uint64_t offset, const std::string& expected) const {
     throw CheckpointError(source_, offset, "safetensors: expected " + expected);
@@ -341,6 +391,7 @@ class SafetensorsReader {
       tensors_.push_back(parse_entry(name, entry, data_size));
       index_.emplace(name, tensors_.size() - 1);
     }
+    verify_header_checksum(n);
     check_tiling(data_size);
     verify_checksum();
   }
@@ -414,7 +465,7 @@ class SafetensorsReader {
                                       ", found " + std::to_string(data_size - covered) + " trailing bytes");
   }
 
-  void verify_checksum() const {
+  void verify_checksum() {
     const auto it = metadata_.find(std::string(kChecksumKey));
     if (it == metadata_.end()) return;
     // The tiling check has run, so the data section is exactly the tensors' bytes.
@@ -422,6 +473,25 @@ class SafetensorsReader {
     if (it->second != detail::hex32(crc))
       fail(data_start_, "data CRC-32C " + it->second + " (from \"" + std::string(kChecksumKey) + "\"), computed " +
                             detail::hex32(crc) + ": the tensor data is corrupt");
+    data_verified_ = true;
+  }
+
+  void verify_header_checksum(std::uint64_t header_bytes) {
+    const auto it = metadata_.find(std::string(kHeaderChecksumKey));
+    if (it == metadata_.end()) return;
+    std::string text(reinterpret_cast<const char*>(file_.data()) + 8, header_bytes);
+    const std::string member = detail::header_checksum_member(it->second);
+    const std::size_t at = detail::find_unique(text, member);
+    if (at == std::string::npos || it->second.size() != detail::kHeaderChecksumPlaceholder.size())
+      fail(8, "\"" + std::string(kHeaderChecksumKey) + "\" written exactly once as " + member +
+                  " (compact JSON, 8 hex digits): the header was rewritten or is corrupt");
+    const std::size_t value_at = at + member.size() - 1 - it->second.size();
+    text.replace(value_at, it->second.size(), detail::kHeaderChecksumPlaceholder);
+    const std::uint32_t crc = detail::header_crc(text);
+    if (it->second != detail::hex32(crc))
+      fail(8 + value_at, "header CRC-32C " + it->second + " (from \"" + std::string(kHeaderChecksumKey) +
+                             "\"), computed " + detail::hex32(crc) + ": the header is corrupt");
+    header_verified_ = true;
   }
 };
 

@@ -14,6 +14,7 @@ template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, bool NormPix = true, CpuSc
 class Mae {
  public:
   static constexpr const char* name = "mae";
+  static constexpr bool norm_pix = NormPix;  // predictions are per-patch normalised pixels
   using Encoder = nn::ViT<S, T>;
 
   explicit Mae(std::uint64_t seed = 0) : decoder("", S.dim, Dec, S.grid(), S.patch_dim()) { decoder.init(seed); }

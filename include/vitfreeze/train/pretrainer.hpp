@@ -5,20 +5,40 @@
 // Units (schedule indices): unit 0 = patch embedding (+ cls token under truncate semantics),
 // unit i = block i-1, the last unit also owns the final norm and the objective's own parameters
 // (MAE decoder). The last unit never freezes.
+//
+// Checkpoints (io/checkpoint.hpp) hold everything the next step depends on: parameters, AdamW
+// state, the controller's State, the next iteration with its (epoch, batch) position in the
+// loader's deterministic order, and the skipped-step count. Masks depend only on (seed, g) and
+// batches only on (seed, epoch, batch), gradients are zero between steps, so a fresh trainer that
+// loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU).
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/controller.hpp"
 #include "vitfreeze/freeze/semantics.hpp"
+#include "vitfreeze/io/checkpoint.hpp"
 #include "vitfreeze/io/metrics.hpp"
+#include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 
 namespace vitfreeze::train {
+
+// An objective with per-block taps (LocalMIM): each tap's parameters belong to its block's unit,
+// and the tap is dropped (no norm, decoder, head, target or loss term) when that unit freezes.
+template <class O, class T>
+concept ObjectiveWithTaps = requires(O& o, int k, nn::ParameterList<T>& list) {
+  { o.tap_count() } -> std::convertible_to<int>;
+  { o.tap_block(k) } -> std::convertible_to<int>;
+  { o.tap_active(k) } -> std::convertible_to<bool>;
+  o.collect_tap_parameters(k, list);
+  o.drop_tap(k);
+};
 
 enum class NonFinitePolicy { stop, skip };
 
@@ -35,6 +55,21 @@ struct PretrainOptions {
   std::int64_t max_steps_per_epoch = -1; // for smoke runs: cut every epoch short
   std::filesystem::path out_dir;         // metrics.jsonl goes here when set
   bool progress = true;
+
+  // Checkpoints: written to checkpoint_dir (when set) every `checkpoint_every_epochs` epochs and at
+  // the end (0: never), every `checkpoint_every_steps` steps (0: never), and before a NumericError
+  // is thrown (the last good state). Only the newest `keep_checkpoints` are kept.
+  std::filesystem::path checkpoint_dir;
+  int checkpoint_every_epochs = 1;
+  std::int64_t checkpoint_every_steps = 0;
+  int keep_checkpoints = 2;
+  // The caller's part of the recipe (batch size, data, augmentation, ...): stored in checkpoints and
+  // compared on resume together with what the trainer knows (schedule, LRs, seed, optimiser).
+  io::Json recipe = io::Json::object();
+
+  // Writes one step's input, mask, loss, parameters and gradients to this file (see dump_step()).
+  std::filesystem::path dump_step;
+  std::int64_t dump_iteration = -1;  // which iteration; -1: the first step this trainer runs
 };
 
 struct EpochReport {
@@ -56,10 +91,8 @@ class Pretrainer {
     if (controller_.units() != static_cast<int>(units_.size()))
       throw ConfigError("Pretrainer: the schedule has " + std::to_string(controller_.units()) + " units, the model " +
                         std::to_string(units_.size()));
-    if (!options_.out_dir.empty()) {
-      std::filesystem::create_directories(options_.out_dir);
-      metrics_.emplace(options_.out_dir / "metrics.jsonl", io::MetricsLog::Mode::truncate);
-    }
+    if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
+    if (options_.keep_checkpoints < 1) throw ConfigError("Pretrainer: keep_checkpoints must be >= 1");
   }
 
   // One optimisation step on a batch at global iteration g. Returns the loss.
@@ -70,8 +103,13 @@ class Pretrainer {
     tape_.reset();
     auto out = objective_.forward(tape_, encoder_, images, masks);
     const double loss = double(tape_.value(out.loss)[0]);
-    if (!std::isfinite(loss)) return on_non_finite(g, loss);
-    tape_.backward(out.loss);
+    const bool loss_finite = std::isfinite(loss);
+    if (loss_finite) tape_.backward(out.loss);
+    if (!options_.dump_step.empty() && !dumped_ && (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
+      dump_step(options_.dump_step, images, masks, loss, g);
+      dumped_ = true;
+    }
+    if (!loss_finite) return on_non_finite(g, loss);
     if (!gradients_finite()) return on_non_finite(g, NAN);
     for (std::size_t u = 0; u < units_.size(); ++u) {
       if (!controller_.is_active(int(u))) continue;
@@ -79,39 +117,52 @@ class Pretrainer {
       for (auto* p : units_[u]) optimizer_.update(*p, lr);
     }
     for (auto* p : always_trained_) optimizer_.update(*p, controller_.global_lr());
-    for (auto& unit : units_)
-      for (auto* p : unit) p->zero_grad();
-    for (auto* p : always_trained_) p->zero_grad();
+    zero_gradients();
+    next_iteration_ = g + 1;
     return loss;
   }
 
-  // Runs the whole schedule over `loader` (its length is the iterations per epoch).
+  // Runs the whole schedule over `loader` (its length is the iterations per epoch). After
+  // load_checkpoint()/resume() it continues from the checkpoint's position and ignores first_epoch.
   std::vector<EpochReport> fit(data::Loader& loader, int first_epoch = 0) {
     std::vector<EpochReport> reports;
     io::ProgressBar bar(std::cout);
     const std::int64_t iters = controller_.run().iters_per_epoch;
-    for (int epoch = first_epoch; epoch < options_.epochs; ++epoch) {
-      loader.start_epoch(std::uint64_t(epoch));
+    std::int64_t first_batch = 0;
+    if (resumed_) {
+      first_epoch = int(next_iteration_ / iters);
+      first_batch = next_iteration_ % iters;
+      resumed_ = false;
+    }
+    for (int epoch = first_epoch; epoch < options_.epochs; ++epoch, first_batch = 0) {
+      loader.start_epoch(std::uint64_t(epoch), std::min(first_batch, loader.batches_per_epoch()));
       const std::int64_t steps = options_.max_steps_per_epoch > 0 ? std::min(options_.max_steps_per_epoch, iters) : iters;
       if (options_.progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
       double loss_sum = 0;
       std::int64_t images = 0, done = 0;
-      for (std::int64_t s = 0; s < steps; ++s) {
+      for (std::int64_t s = first_batch; s < steps; ++s) {
         auto batch = loader.next();
         if (!batch) break;
         const std::int64_t g = std::int64_t(epoch) * iters + s;
         const double loss = step(batch->images, g);
         loss_sum += loss, images += batch->size(), ++done;
         if (options_.progress) bar.update(s + 1, loss, batch->size());
-        if (metrics_ && (g % options_.log_every == 0)) log_step(epoch, g, loss);
+        if (metrics() && (g % options_.log_every == 0)) log_step(epoch, g, loss);
+        if (options_.checkpoint_every_steps > 0 && next_iteration_ % options_.checkpoint_every_steps == 0 &&
+            !options_.checkpoint_dir.empty())
+          save_checkpoint();
       }
       if (options_.progress) bar.end_epoch();
+      next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
+      if (!options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
+          ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs))
+        save_checkpoint();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
                     controller_.first_active_unit()};
       reports.push_back(r);
-      if (metrics_) {
+      if (metrics()) {
         io::Json rec = io::Json::object();
         rec["kind"] = "epoch";
         rec["epoch"] = r.epoch;
@@ -119,17 +170,204 @@ class Pretrainer {
         rec["seconds"] = r.seconds;
         rec["images_per_second"] = r.images_per_second;
         rec["first_active_unit"] = r.first_active_unit;
-        metrics_->log(rec);
+        metrics()->log(rec);
       }
     }
     return reports;
   }
 
+  // ---- checkpoints -------------------------------------------------------------------------------
+
+  // What must match for a checkpoint to load: the model ...
+  io::Json architecture() const {
+    io::Json a = io::detail::spec_json(Encoder::spec);
+    a.set("objective", Objective::name);
+    a.set("dtype", std::string(dtype_name(dtype_v<T>)));
+    return a;
+  }
+  // ... and the recipe: the schedule, LRs, run length, seed, optimiser, masking, plus options.recipe.
+  io::Json recipe() const {
+    const auto& run = controller_.run();
+    const auto& lr = controller_.lr_settings();
+    io::Json fractions = io::Json::array();
+    for (int u = 0; u < controller_.units(); ++u) fractions.push_back(controller_.fraction(u));
+    const auto& adam = optimizer_.options();
+    io::Json r = io::Json::object();
+    r.set("epochs", options_.epochs);
+    r.set("schedule_epochs", run.epochs);
+    r.set("warmup_epochs", run.warmup_epochs);
+    r.set("iters_per_epoch", run.iters_per_epoch);
+    r.set("max_steps_per_epoch", options_.max_steps_per_epoch);
+    r.set("lr_mode", int(lr.mode));
+    r.set("base_lr", lr.base_lr);
+    r.set("min_lr", lr.min_lr);
+    r.set("lr_tail", lr.tail);
+    r.set("freeze_fractions", std::move(fractions));
+    r.set("semantics", options_.semantics == freeze::FreezeSemantics::truncate ? "truncate" : "vitfreeze");
+    r.set("seed", options_.seed);
+    r.set("visible_patches", masking_.kept(Encoder::spec.grid(), Encoder::spec.grid()));
+    r.set("adamw", io::Json(io::Json::Object{{"beta1", adam.beta1}, {"beta2", adam.beta2}, {"eps", adam.eps},
+                                             {"weight_decay", adam.weight_decay}}));
+    if (!options_.recipe.is_object()) throw ConfigError("PretrainOptions::recipe must be a JSON object");
+    for (const auto& [k, v] : options_.recipe.as_object()) {
+      if (r.contains(k)) throw ConfigError("PretrainOptions::recipe: \"" + k + "\" is set by the trainer");
+      r.set(k, v);
+    }
+    return r;
+  }
+
+  // The full training state as a checkpoint file's contents.
+  io::SafetensorsWriter checkpoint_writer() const {
+    const auto params = all_parameters();
+    io::SafetensorsWriter w;
+    io::add_checkpoint_config(w, architecture(), recipe());
+    io::add_parameters(w, params, "param/");
+    io::add_optimizer_state(w, optimizer_, params);
+    const auto state = controller_.state();
+    Tensor<std::uint8_t> frozen(Shape{std::int64_t(state.frozen.size())});
+    for (std::size_t u = 0; u < state.frozen.size(); ++u) frozen[std::int64_t(u)] = state.frozen[u] ? 1 : 0;
+    w.add("freeze/frozen", frozen);
+    io::add_i64(w, "freeze/last_step", state.last_step);
+    const std::int64_t iters = controller_.run().iters_per_epoch;
+    io::add_i64(w, "train/iteration", next_iteration_);
+    io::add_i64(w, "train/epoch", next_iteration_ / iters);
+    io::add_i64(w, "train/batch", next_iteration_ % iters);
+    io::add_i64(w, "train/skipped_steps", skipped_);
+    return w;
+  }
+
+  // Saves into options.checkpoint_dir as ckpt-<next iteration>.safetensors and prunes old ones.
+  std::filesystem::path save_checkpoint() {
+    if (options_.checkpoint_dir.empty()) throw ConfigError("Pretrainer::save_checkpoint: no checkpoint_dir set");
+    return io::write_checkpoint(options_.checkpoint_dir, next_iteration_, checkpoint_writer(), options_.keep_checkpoints);
+  }
+  void save_checkpoint(const std::filesystem::path& file) const { checkpoint_writer().write(file); }
+
+  // Verifies `file` completely (checksums, configuration, every tensor) and only then restores the
+  // model, optimiser, controller and position; fit() continues from there.
+  void load_checkpoint(const std::filesystem::path& file) {
+    restore(io::open_checkpoint(file, architecture(), recipe()));
+  }
+
+  // "auto": the newest intact checkpoint in options.checkpoint_dir (none: start fresh, returns
+  // nullopt); anything else is a checkpoint file. Returns the file loaded.
+  std::optional<std::filesystem::path> resume(const std::string& what) {
+    if (what != "auto") {
+      load_checkpoint(what);
+      return std::filesystem::path(what);
+    }
+    if (options_.checkpoint_dir.empty()) throw ConfigError("resume auto: no checkpoint directory configured");
+    auto found = io::open_latest_checkpoint(options_.checkpoint_dir, architecture(), recipe(), [](const CheckpointError& e) {
+      std::cerr << "warning: skipping unreadable checkpoint: " << e.what() << "\n";
+    });
+    if (!found) return std::nullopt;
+    restore(found->reader);
+    return found->path;
+  }
+
+  // The next global iteration step() expects (after a resume: the checkpoint's).
+  std::int64_t next_iteration() const { return next_iteration_; }
+
+  // One step's data for checking against another implementation (PyTorch): input [B,C,H,W] F32
+  // (after normalisation), mask [B,L] U8 (1 = removed, patch order), loss F32 scalar, param/<name>
+  // before the update and grad/<name> for every parameter that has a gradient (frozen ones have none),
+  // metadata with the objective, spec, iteration and configuration.
+  void dump_step(const std::filesystem::path& file, const Tensor<T>& images, const mim::MaskSet& masks, double loss,
+                 std::int64_t g) const {
+    io::SafetensorsWriter w;
+    w.add("input", images.template cast<float>());
+    w.add("mask", masks.mask);
+    w.add("loss", Tensor<float>::full(Shape{}, float(loss)));
+    const auto params = all_parameters();
+    io::add_parameters(w, params, "param/");
+    for (const auto* p : params)
+      if (!p->grad.empty()) w.add("grad/" + p->name, p->grad.view(io::file_shape_of(*p)));
+    w.add_metadata("vitfreeze.contents", "step-dump");
+    w.add_metadata("vitfreeze.objective", Objective::name);
+    w.add_metadata("vitfreeze.spec", io::detail::spec_json(Encoder::spec).dump());
+    w.add_metadata("vitfreeze.iteration", std::to_string(g));
+    w.add_metadata("vitfreeze.recipe", recipe().dump());
+    w.write(file);
+  }
+
   const std::vector<nn::ParameterList<T>>& units() const { return units_; }
   std::int64_t skipped_steps() const { return skipped_; }
   Tape<T>& tape() { return tape_; }
+  // Every parameter the trainer updates: the units' in order, then the never-frozen ones.
+  nn::ParameterList<T> all_parameters() const {
+    nn::ParameterList<T> out;
+    for (const auto& u : units_) out.insert(out.end(), u.begin(), u.end());
+    out.insert(out.end(), always_trained_.begin(), always_trained_.end());
+    return out;
+  }
 
  private:
+  // Opened on first use: appended to after a resume, started afresh otherwise.
+  io::MetricsLog* metrics() {
+    if (options_.out_dir.empty()) return nullptr;
+    if (!metrics_)
+      metrics_.emplace(options_.out_dir / "metrics.jsonl", resumed_from_ ? io::MetricsLog::Mode::append
+                                                                          : io::MetricsLog::Mode::truncate);
+    return &*metrics_;
+  }
+
+  void zero_gradients() {
+    for (auto& unit : units_)
+      for (auto* p : unit) p->zero_grad();
+    for (auto* p : always_trained_) p->zero_grad();
+  }
+
+  void restore(const io::SafetensorsReader& r) {
+    std::vector<std::string> problems;
+    const int units = controller_.units();
+    io::expect_tensor(r, "freeze/frozen", DType::u8, {units}, problems);
+    for (const char* name : {"freeze/last_step", "train/iteration", "train/epoch", "train/batch", "train/skipped_steps"})
+      io::expect_tensor(r, name, DType::i64, {}, problems);
+    io::throw_if_problems(r, problems, "checkpoint state does not fit this trainer");
+
+    freeze::FreezeController::State state;
+    const auto frozen = r.get<std::uint8_t>("freeze/frozen");
+    for (int u = 0; u < units; ++u) state.frozen.push_back(frozen[u] != 0);
+    state.last_step = io::get_i64(r, "freeze/last_step");
+    const std::int64_t next = io::get_i64(r, "train/iteration"), skipped = io::get_i64(r, "train/skipped_steps");
+    const std::int64_t iters = controller_.run().iters_per_epoch;
+    if (next < 0 || next > controller_.run().total_iterations() || io::get_i64(r, "train/epoch") != next / iters ||
+        io::get_i64(r, "train/batch") != next % iters || skipped < 0 ||
+        !(state.last_step == next - 1 || state.last_step == next))
+      problems.push_back("train/*: inconsistent position (iteration " + std::to_string(next) + ", last step " +
+                         std::to_string(state.last_step) + ", " + std::to_string(iters) + " iterations per epoch)");
+    for (int u = 1; u < units; ++u)
+      if (state.frozen[std::size_t(u)] && !state.frozen[std::size_t(u) - 1])
+        problems.push_back("freeze/frozen: frozen units are not a prefix");
+    std::set<const Parameter<T>*> frozen_params;
+    for (int u = 0; u < units; ++u)
+      if (state.frozen[std::size_t(u)])
+        for (auto* p : units_[std::size_t(u)]) frozen_params.insert(p);
+    const auto params = all_parameters();
+    io::check_parameters(r, params, [&](const Parameter<T>& p) { return frozen_params.count(&p) != 0; }, problems);
+    io::throw_if_problems(r, problems, "checkpoint does not fit this model");
+
+    // Everything verified: from here on nothing can fail.
+    controller_.restore(state);
+    for (auto* p : params) {
+      if (frozen_params.count(p)) p->freeze();
+      else p->unfreeze(), p->zero_grad();
+    }
+    for (int u = 0; u < units; ++u)
+      if (state.frozen[std::size_t(u)]) drop_taps_of_unit(u);
+    io::restore_parameters(r, params, optimizer_);
+    next_iteration_ = next;
+    skipped_ = skipped;
+    resumed_ = resumed_from_ = true;
+    if (metrics()) {
+      io::Json rec = io::Json::object();
+      rec["kind"] = "resume";
+      rec["iteration"] = next;
+      rec["file"] = r.source();
+      metrics()->log(rec);
+    }
+  }
+
   void build_units() {
     const int depth = Encoder::spec.depth;
     units_.assign(std::size_t(depth) + 1, {});
@@ -140,21 +378,34 @@ class Pretrainer {
       always_trained_.push_back(&encoder_.cls_token);
     for (int b = 0; b < depth; ++b) encoder_.blocks[std::size_t(b)].collect_parameters(units_[std::size_t(b) + 1]);
     encoder_.norm.collect_parameters(units_.back());
-    objective_.collect_parameters(units_.back());
+    if constexpr (ObjectiveWithTaps<Objective, T>) {
+      // A tap's norm, decoder and head share its block's unit and freeze (are dropped) with it.
+      for (int k = 0; k < objective_.tap_count(); ++k)
+        objective_.collect_tap_parameters(k, units_[std::size_t(objective_.tap_block(k)) + 1]);
+    } else {
+      objective_.collect_parameters(units_.back());
+    }
+  }
+
+  void drop_taps_of_unit(int u) {
+    if constexpr (ObjectiveWithTaps<Objective, T>)
+      for (int k = 0; k < objective_.tap_count(); ++k)
+        if (objective_.tap_block(k) + 1 == u && objective_.tap_active(k)) objective_.drop_tap(k);
   }
 
   // The unit stops training: no gradient buffers, no optimiser state, no backward work.
   void freeze_unit(int u) {
+    drop_taps_of_unit(u);
     for (auto* p : units_[std::size_t(u)]) {
       p->freeze();
       optimizer_.release(*p);
     }
-    if (metrics_) {
+    if (metrics()) {
       io::Json rec = io::Json::object();
       rec["kind"] = "freeze";
       rec["unit"] = u;
       rec["iteration"] = controller_.last_step();
-      metrics_->log(rec);
+      metrics()->log(rec);
     }
   }
 
@@ -172,15 +423,26 @@ class Pretrainer {
     return finite(always_trained_);
   }
 
+  // Skip: the step leaves no trace but the counter. Stop (or too many skips): the state before
+  // this step is saved (when a checkpoint directory is set), then a NumericError is thrown.
   double on_non_finite(std::int64_t g, double loss) {
-    for (auto& unit : units_)
-      for (auto* p : unit) p->zero_grad();
-    for (auto* p : always_trained_) p->zero_grad();
-    const std::string what = "non-finite " + std::string(std::isnan(loss) ? "loss or gradient" : "loss") +
-                             " at iteration " + std::to_string(g);
-    if (options_.non_finite == NonFinitePolicy::stop || ++skipped_ > options_.max_skipped_steps)
-      throw NumericError(what + (options_.non_finite == NonFinitePolicy::skip ? " (too many skipped steps)" : ""));
-    return loss;
+    zero_gradients();
+    std::string what = "non-finite " + std::string(std::isnan(loss) ? "loss or gradient" : "loss") +
+                       " at iteration " + std::to_string(g);
+    if (options_.non_finite == NonFinitePolicy::skip && ++skipped_ <= options_.max_skipped_steps) {
+      next_iteration_ = g + 1;
+      return loss;
+    }
+    if (options_.non_finite == NonFinitePolicy::skip) what += " (too many skipped steps)";
+    next_iteration_ = g;  // parameters and optimiser are still those before step g
+    if (!options_.checkpoint_dir.empty()) {
+      try {
+        what += "; last good state saved to " + save_checkpoint().string();
+      } catch (const Error& e) {
+        what += std::string("; saving the last good state failed: ") + e.what();
+      }
+    }
+    throw NumericError(what);
   }
 
   void log_step(int epoch, std::int64_t g, double loss) {
@@ -191,7 +453,7 @@ class Pretrainer {
     rec["loss"] = loss;
     rec["lr"] = controller_.lr(controller_.units() - 1);
     rec["first_active_unit"] = controller_.first_active_unit();
-    metrics_->log(rec);
+    metrics()->log(rec);
   }
 
   Encoder& encoder_;
@@ -205,6 +467,10 @@ class Pretrainer {
   nn::ParameterList<T> always_trained_;
   std::optional<io::MetricsLog> metrics_;
   std::int64_t skipped_ = 0;
+  std::int64_t next_iteration_ = 0;
+  bool resumed_ = false;       // fit() starts at next_iteration_
+  bool resumed_from_ = false;  // a checkpoint was loaded (metrics append)
+  bool dumped_ = false;
 };
 
 }  // namespace vitfreeze::train

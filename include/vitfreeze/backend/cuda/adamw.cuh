@@ -1,0 +1,102 @@
+#pragma once
+// Fused multi-tensor AdamW: one launch updates every parameter tensor, in fp32, with the formula of
+// optim::AdamW (PyTorch's decoupled weight decay):
+//   p <- p * (1 - lr * wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+//   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// The fp32 values are the master weights; when a tensor has a bf16 working copy (what bf16 GEMMs
+// read), it is rewritten from the updated master in the same pass (round to nearest even).
+// Grid: blockIdx.y picks the tensor, blockIdx.x strides over its elements.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vitfreeze/backend/cuda/context.hpp"
+#include "vitfreeze/backend/cuda/device_math.cuh"
+
+namespace vitfreeze::cuda {
+
+// One parameter tensor's update. step is the tensor's own step count including this update (1 on its
+// first update), as optim::AdamW counts per parameter.
+struct AdamWTensor {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  bf16* working_copy = nullptr;  // optional
+  std::int64_t numel = 0;
+  double lr = 0;
+  bool decay = true;             // weight decay applies (false for biases and norms)
+  std::int64_t step = 1;
+};
+
+// The hyper-parameters every tensor shares: optim::AdamWOptions or anything with the same fields.
+template <class O>
+concept AdamWHyperParameters = requires(const O& o) {
+  double(o.beta1);
+  double(o.beta2);
+  double(o.eps);
+  double(o.weight_decay);
+};
+
+namespace kernels {
+struct AdamWSlice {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  bf16* working_copy;
+  std::int64_t numel;
+  float decay_factor;  // 1 - lr * wd
+  float step_size;     // lr / (1 - b1^t)
+  float inv_sqrt_c2;   // 1 / sqrt(1 - b2^t)
+};
+
+template <class F>
+__global__ void adamw(const AdamWSlice* slices, F beta1, F beta2, F eps) {
+  const AdamWSlice s = slices[blockIdx.y];
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < s.numel;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const float g = s.grad[i];
+    const float m = beta1 * s.m[i] + (1.0f - beta1) * g;
+    const float v = beta2 * s.v[i] + (1.0f - beta2) * g * g;
+    const float w = s.param[i] * s.decay_factor - s.step_size * m / (sqrtf(v) * s.inv_sqrt_c2 + eps);
+    s.m[i] = m;
+    s.v[i] = v;
+    s.param[i] = w;
+    if (s.working_copy) s.working_copy[i] = from_float<bf16>(w);
+  }
+}
+}  // namespace kernels
+
+template <AdamWHyperParameters Options>
+void adamw_step(CudaContext& ctx, std::span<const AdamWTensor> tensors, const Options& options) {
+  std::vector<kernels::AdamWSlice> slices;
+  std::int64_t largest = 0;
+  for (const AdamWTensor& t : tensors) {
+    if (t.numel <= 0) continue;
+    if (t.step < 1) throw ConfigError("cuda::adamw_step: step counts start at 1");
+    const double wd = t.decay ? double(options.weight_decay) : 0.0;
+    const double c1 = 1 - std::pow(double(options.beta1), double(t.step));
+    const double c2 = 1 - std::pow(double(options.beta2), double(t.step));
+    slices.push_back({t.param, t.grad, t.m, t.v, t.working_copy, t.numel, static_cast<float>(1 - t.lr * wd),
+                      static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2))});
+    largest = std::max(largest, t.numel);
+  }
+  if (slices.empty()) return;
+  DeviceBuffer table = ctx.allocator().allocate(sizeof(kernels::AdamWSlice) * slices.size());
+  check(cudaMemcpyAsync(table.data(), slices.data(), table.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+        "cudaMemcpyAsync(AdamW tensor table)");
+  const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
+  constexpr std::size_t kMaxGridY = 65535;
+  for (std::size_t first = 0; first < slices.size(); first += kMaxGridY) {
+    const auto count = static_cast<unsigned>(std::min(kMaxGridY, slices.size() - first));
+    kernels::adamw<float><<<dim3(blocks_x, count), detail::kBlock, 0, ctx.stream()>>>(
+        table.as<kernels::AdamWSlice>() + first, static_cast<float>(options.beta1), static_cast<float>(options.beta2),
+        static_cast<float>(options.eps));
+    check_launch("adamw");
+  }
+}
+
+}  // namespace vitfreeze::cuda

@@ -1,0 +1,194 @@
+#pragma once
+// Row-major GEMM on cuBLASLt with the semantics of cpu::gemm:
+//   C[M,N] = alpha * op(A) * op(B) + beta * C,   op(X) = X or X^T,  lda/ldb/ldc = row strides,
+// plus optional fused epilogues. cuBLASLt is column-major; a row-major matrix with row stride ld is
+// the column-major transpose with the same ld, so C^T = op(B)^T op(A)^T is computed with the operands
+// swapped (cuBLASLt's A is our B, its B is our A, its m x n output is our N x M) and no copies.
+//
+// Types: fp32 inputs -> fp32 output (true fp32, not TF32), or bf16 inputs -> bf16 or fp32 output; the
+// accumulation is fp32 in all cases. beta = 1 accumulates into C (weight gradients over micro-steps).
+//
+// Epilogues, in row-major terms (bias, aux and bias_grad have the output's element type):
+//   bias           C = alpha op(A) op(B) + beta C + bias[n]   (bias: [N], broadcast over rows)
+//   gelu_aux_bias  pre = alpha op(A) op(B) + beta C + bias[n]; aux = pre; C = gelu(pre)
+//   dgelu          C = (alpha op(A) op(B)) * gelu'(aux)        (beta must be 0)
+//   bgradb         C as without epilogue, and bias_grad[m] = sum_k op(A)[m, k]   (written, not
+//                  accumulated). For dW = dy^T x (A = dy, trans_a) this is db = column sums of dy.
+// aux is [M, N] with row stride ld_aux, a multiple of 8 (cuBLASLt's rule).
+// cuBLASLt's GELU is the tanh approximation as far as PyTorch and llm.c assume (NVIDIA does not
+// document it; tests/cuda/test_cuda_ops.cu reports which one the device computes). The exact-erf GELU
+// of the CPU backend is gelu_forward/gelu_backward in gelu.cuh, after a `bias` GEMM.
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "vitfreeze/backend/cuda/context.hpp"
+#include "vitfreeze/core/dtype.hpp"
+
+namespace vitfreeze::cuda {
+
+enum class Epilogue : std::uint32_t {
+  none = CUBLASLT_EPILOGUE_DEFAULT,
+  bias = CUBLASLT_EPILOGUE_BIAS,
+  gelu_aux_bias = CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
+  dgelu = CUBLASLT_EPILOGUE_DGELU,
+  bgradb = CUBLASLT_EPILOGUE_BGRADB,
+};
+
+template <class Out>
+struct GemmEpilogue {
+  Epilogue kind = Epilogue::none;
+  const Out* bias = nullptr;  // bias, gelu_aux_bias
+  Out* aux = nullptr;         // gelu_aux_bias: written; dgelu: read
+  std::int64_t ld_aux = 0;
+  Out* bias_grad = nullptr;   // bgradb
+};
+
+// Input/output element type pairs cuBLASLt runs with fp32 accumulation here.
+template <class In, class Out>
+concept GemmTypes = (std::is_same_v<In, float> && std::is_same_v<Out, float>) ||
+                    (std::is_same_v<In, bf16> && (std::is_same_v<Out, bf16> || std::is_same_v<Out, float>));
+
+namespace detail {
+
+template <class T>
+constexpr cudaDataType_t cuda_type() {
+  if constexpr (std::is_same_v<T, float>)
+    return CUDA_R_32F;
+  else
+    return CUDA_R_16BF;
+}
+
+// Largest power of two dividing the address, capped at 256 (cuBLASLt's default assumption).
+inline std::uint32_t alignment_of(const void* p) {
+  const auto address = reinterpret_cast<std::uintptr_t>(p);
+  std::uint32_t a = 256;
+  while (a > 1 && address % a != 0) a /= 2;
+  return a;
+}
+
+template <class V>
+void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const V& value, const char* what) {
+  check(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)), what);
+}
+
+inline MatrixLayoutPtr make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  cublasLtMatrixLayout_t layout = nullptr;
+  check(cublasLtMatrixLayoutCreate(&layout, type, static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols), ld),
+        "cublasLtMatrixLayoutCreate");
+  return MatrixLayoutPtr(layout);
+}
+
+inline std::string describe(const MatmulKey& k) {
+  return "M=" + std::to_string(k.M) + " N=" + std::to_string(k.N) + " K=" + std::to_string(k.K) +
+         " trans_a=" + std::to_string(k.trans_a) + " trans_b=" + std::to_string(k.trans_b) +
+         " lda=" + std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) + " ldc=" + std::to_string(k.ldc) +
+         " epilogue=" + std::to_string(k.epilogue) + " types=" + std::to_string(k.input_type) + "->" +
+         std::to_string(k.output_type);
+}
+
+// Pointers change from call to call within one plan (same shape, same alignment).
+inline void set_epilogue_pointers(cublasLtMatmulDesc_t desc, const void* bias, const void* aux) {
+  if (bias) set_desc(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias, "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
+  if (aux) set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux, "cublasLtMatmulDescSetAttribute(AUX_POINTER)");
+}
+
+inline MatmulPlan build_plan(CudaContext& ctx, const MatmulKey& k, const void* bias, const void* aux) {
+  MatmulPlan plan;
+  cublasLtMatmulDesc_t desc = nullptr;
+  check(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  plan.desc.reset(desc);
+  // Operands swapped (see the header comment): cuBLASLt's A is our B, its B is our A.
+  const cublasOperation_t op_a = k.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = k.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSA, op_a, "cublasLtMatmulDescSetAttribute(TRANSA)");
+  set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSB, op_b, "cublasLtMatmulDescSetAttribute(TRANSB)");
+  set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, k.epilogue, "cublasLtMatmulDescSetAttribute(EPILOGUE)");
+  if (k.ld_aux) set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, k.ld_aux, "cublasLtMatmulDescSetAttribute(AUX_LD)");
+  set_epilogue_pointers(desc, bias, k.ld_aux ? aux : nullptr);  // the heuristic reads their alignment
+
+  const auto in = static_cast<cudaDataType_t>(k.input_type), out = static_cast<cudaDataType_t>(k.output_type);
+  // Column-major views of the stored row-major operands: a stored [r, c] matrix is a column-major [c, r].
+  plan.a = make_layout(in, k.trans_b ? k.K : k.N, k.trans_b ? k.N : k.K, k.ldb);
+  plan.b = make_layout(in, k.trans_a ? k.M : k.K, k.trans_a ? k.K : k.M, k.lda);
+  plan.c = make_layout(out, k.N, k.M, k.ldc);
+
+  cublasLtMatmulPreference_t pref_raw = nullptr;
+  check(cublasLtMatmulPreferenceCreate(&pref_raw), "cublasLtMatmulPreferenceCreate");
+  MatmulPreferencePtr pref(pref_raw);
+  auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attribute, auto value) {
+    check(cublasLtMatmulPreferenceSetAttribute(pref.get(), attribute, &value, sizeof(value)),
+          "cublasLtMatmulPreferenceSetAttribute");
+  };
+  set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<std::uint64_t>(ctx.workspace_bytes()));
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, k.align_b);  // cuBLASLt's A is our B
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, k.align_a);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, k.align_c);
+  set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, k.align_c);
+
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(ctx.lt(), desc, plan.a.get(), plan.b.get(), plan.c.get(),
+                                                               plan.c.get(), pref.get(), 1, &result, &found);
+  if (status != CUBLAS_STATUS_SUCCESS || found == 0)
+    throw CudaError("cublasLtMatmulAlgoGetHeuristic found no algorithm for " + describe(k) + " (" +
+                    cublasLtGetStatusString(status) + ")");
+  plan.algo = result.algo;
+  return plan;
+}
+
+}  // namespace detail
+
+template <class In, class Out>
+  requires GemmTypes<In, Out>
+void gemm(CudaContext& ctx, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+          const In* A, std::int64_t lda, const In* B, std::int64_t ldb, float beta, Out* C, std::int64_t ldc,
+          const GemmEpilogue<Out>& epilogue = {}) {
+  if (M <= 0 || N <= 0) return;
+  if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N)
+    throw ConfigError("cuda::gemm: leading dimension below the row length");
+  const Epilogue kind = epilogue.kind;
+  const bool uses_bias = kind == Epilogue::bias || kind == Epilogue::gelu_aux_bias;
+  const bool uses_aux = kind == Epilogue::gelu_aux_bias || kind == Epilogue::dgelu;
+  if (uses_bias && !epilogue.bias) throw ConfigError("cuda::gemm: bias epilogue without a bias");
+  if (uses_aux && (!epilogue.aux || epilogue.ld_aux < N || epilogue.ld_aux % 8 != 0))
+    throw ConfigError("cuda::gemm: GELU epilogue needs aux with ld_aux >= N and a multiple of 8");
+  if (kind == Epilogue::dgelu && beta != 0.0f) throw ConfigError("cuda::gemm: the dgelu epilogue needs beta = 0");
+  if (kind == Epilogue::bgradb && !epilogue.bias_grad) throw ConfigError("cuda::gemm: bgradb without bias_grad");
+
+  MatmulKey key;
+  key.trans_a = trans_a;
+  key.trans_b = trans_b;
+  key.M = M;
+  key.N = N;
+  key.K = K;
+  key.lda = lda;
+  key.ldb = ldb;
+  key.ldc = ldc;
+  key.ld_aux = uses_aux ? epilogue.ld_aux : 0;
+  key.input_type = detail::cuda_type<In>();
+  key.output_type = detail::cuda_type<Out>();
+  key.epilogue = static_cast<std::uint32_t>(kind);
+  key.align_a = detail::alignment_of(A);
+  key.align_b = detail::alignment_of(B);
+  key.align_c = detail::alignment_of(C);
+  const void* bias_pointer = kind == Epilogue::bgradb ? static_cast<const void*>(epilogue.bias_grad)
+                             : uses_bias                ? static_cast<const void*>(epilogue.bias)
+                                                        : nullptr;
+  key.align_bias = bias_pointer ? detail::alignment_of(bias_pointer) : 0;
+  key.align_aux = uses_aux ? detail::alignment_of(epilogue.aux) : 0;
+
+  MatmulPlanCache& plans = ctx.matmul_plans();
+  auto it = plans.find(key);
+  if (it == plans.end()) it = plans.emplace(key, detail::build_plan(ctx, key, bias_pointer, epilogue.aux)).first;
+  MatmulPlan& plan = it->second;
+  detail::set_epilogue_pointers(plan.desc.get(), bias_pointer, uses_aux ? epilogue.aux : nullptr);
+  check(cublasLtMatmul(ctx.lt(), plan.desc.get(), &alpha, B, plan.a.get(), A, plan.b.get(), &beta, C, plan.c.get(), C,
+                       plan.c.get(), &plan.algo, ctx.workspace(), ctx.workspace_bytes(), ctx.stream()),
+        "cublasLtMatmul");
+}
+
+}  // namespace vitfreeze::cuda

@@ -1,0 +1,16 @@
+#pragma once
+// Umbrella header of the CUDA backend, for .cu translation units compiled by nvcc (C++20). Link
+// CUDA::cudart and CUDA::cublasLt. See docs/cuda.md for what is there and what was verified.
+#include "vitfreeze/backend/cuda/adamw.cuh"
+#include "vitfreeze/backend/cuda/allocator.hpp"
+#include "vitfreeze/backend/cuda/attention.cuh"
+#include "vitfreeze/backend/cuda/check.hpp"
+#include "vitfreeze/backend/cuda/context.hpp"
+#include "vitfreeze/backend/cuda/gelu.cuh"
+#include "vitfreeze/backend/cuda/gemm.hpp"
+#include "vitfreeze/backend/cuda/layernorm.cuh"
+#include "vitfreeze/backend/cuda/loss.cuh"
+#include "vitfreeze/backend/cuda/patchify.cuh"
+#include "vitfreeze/backend/cuda/reduce.cuh"
+#include "vitfreeze/backend/cuda/tokens.cuh"
+#include "vitfreeze/backend/cuda/transfer.hpp"

@@ -1,0 +1,648 @@
+// Every CUDA backend kernel against the CPU backend (in double) on fresh random data. Output buffers
+// are poisoned with NaN (all bits set) before each run, and a non-finite output never passes.
+// Errors are max |got - want| / max |want| over the compared elements: fp32 outputs 2e-5, bf16 1e-2.
+// Host-only checks run first; without a usable GPU the test then exits 77 (skipped), saying why.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <numeric>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <vitfreeze/cuda.hpp>
+
+#include "vitfreeze/backend/cpu/attention.hpp"
+#include "vitfreeze/backend/cpu/gelu.hpp"
+#include "vitfreeze/backend/cpu/gemm.hpp"
+#include "vitfreeze/backend/cpu/layernorm.hpp"
+#include "vitfreeze/backend/cpu/linear.hpp"
+#include "vitfreeze/backend/cpu/loss.hpp"
+#include "vitfreeze/backend/cpu/patchify.hpp"
+#include "vitfreeze/backend/cpu/tokens.hpp"
+#include "vitfreeze/core/rng.hpp"
+#include "vitfreeze/optim/adamw.hpp"
+
+namespace {
+
+namespace vf = vitfreeze;
+namespace vc = vitfreeze::cuda;
+namespace cpu = vitfreeze::cpu;
+using vf::bf16;
+using Doubles = std::vector<double>;
+
+constexpr double kTolF32 = 2e-5, kTolBf16 = 1e-2;
+// cuBLASLt's fused GELU may use a fast tanh; its fp32 output is held to 1e-3 (the erf and tanh forms
+// differ by ~1e-4 relative, so the printed errors of both, not the pass mark, tell which it computes).
+constexpr double kTolFusedGelu = 1e-3;
+template <class T>
+constexpr double tol_for() {
+  return std::is_same_v<T, float> ? kTolF32 : kTolBf16;
+}
+template <class T>
+const char* type_name() {
+  return std::is_same_v<T, float> ? "f32" : "bf16";
+}
+
+// ---- checks ------------------------------------------------------------------------------------
+struct Checker {
+  int checks = 0, failures = 0;
+
+  void expect(bool ok, const std::string& name) {
+    ++checks;
+    failures += !ok;
+    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
+  }
+  void close(const std::string& name, const Doubles& got, const Doubles& want, double tol) {
+    ++checks;
+    bool finite = got.size() == want.size() && !got.empty();
+    double err = 0, scale = 0;
+    for (std::size_t i = 0; finite && i < got.size(); ++i) {
+      if (!std::isfinite(got[i])) finite = false;
+      err = std::max(err, std::abs(got[i] - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    const double rel = err / (scale > 0 ? scale : 1.0);
+    const bool ok = finite && rel <= tol;
+    failures += !ok;
+    std::printf("%s %-52s rel.err %.3g (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, tol,
+                finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
+  }
+};
+
+// ---- host data ---------------------------------------------------------------------------------
+class Random {
+ public:
+  std::vector<float> uniform(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
+    vf::RandomStream rs(20240601, vf::RngPurpose::test, ++stream_);
+    std::vector<float> v(n);
+    for (float& x : v) x = lo + (hi - lo) * rs.uniform_float();
+    return v;
+  }
+  // ids[b, k]: the first K entries of a random permutation of [0, L) per sample; full permutation
+  // in `order` when K == L.
+  std::vector<std::int32_t> permutation_prefixes(std::int64_t B, std::int64_t L, std::int64_t K) {
+    vf::RandomStream rs(20240601, vf::RngPurpose::shuffle, ++stream_);
+    std::vector<std::int32_t> ids;
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::vector<std::int32_t> order(L);
+      std::iota(order.begin(), order.end(), 0);
+      for (std::int64_t i = L - 1; i > 0; --i) std::swap(order[i], order[rs.below(std::uint32_t(i + 1))]);
+      ids.insert(ids.end(), order.begin(), order.begin() + K);
+    }
+    return ids;
+  }
+
+ private:
+  std::uint64_t stream_ = 0;
+};
+
+template <class T>
+std::vector<T> stored(const std::vector<float>& v) {
+  if constexpr (std::is_same_v<T, float>) {
+    return v;
+  } else {
+    std::vector<T> out;
+    for (float x : v) out.push_back(T(x));
+    return out;
+  }
+}
+template <class T>
+Doubles widen(const std::vector<T>& v) {
+  Doubles out;
+  for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
+  return out;
+}
+// Elements [r * ld, r * ld + cols) of every row.
+Doubles rows_of(const Doubles& m, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  Doubles out;
+  for (std::int64_t r = 0; r < rows; ++r) out.insert(out.end(), m.begin() + r * ld, m.begin() + r * ld + cols);
+  return out;
+}
+double round_bf16(double x) { return static_cast<float>(bf16(static_cast<float>(x))); }
+template <class T>
+Doubles round_to(Doubles v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    for (double& x : v) x = round_bf16(x);
+  return v;
+}
+
+double gelu_erf(double x) { return 0.5 * x * (1 + std::erf(x * M_SQRT1_2)); }
+double gelu_erf_grad(double x) { return 0.5 * (1 + std::erf(x * M_SQRT1_2)) + x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI); }
+constexpr double kTanhC = 0.7978845608028654, kTanhA = 0.044715;  // sqrt(2 / pi)
+double gelu_tanh(double x) { return 0.5 * x * (1 + std::tanh(kTanhC * (x + kTanhA * x * x * x))); }
+double gelu_tanh_grad(double x) {
+  const double t = std::tanh(kTanhC * (x + kTanhA * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * kTanhC * (1 + 3 * kTanhA * x * x);
+}
+
+// ---- device data -------------------------------------------------------------------------------
+template <class T>
+vf::Tensor<T> upload(vc::CudaContext& ctx, const std::vector<T>& host) {
+  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{static_cast<std::int64_t>(host.size())});
+  vc::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
+  return t;
+}
+// All bits set: a NaN in both fp32 and bf16.
+template <class T>
+vf::Tensor<T> poisoned(vc::CudaContext& ctx, std::int64_t n) {
+  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{n});
+  vc::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
+  return t;
+}
+template <class T>
+std::vector<T> download(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
+  std::vector<T> host(static_cast<std::size_t>(t.numel()));
+  vc::check(cudaMemcpyAsync(host.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost, ctx.stream()), "download");
+  ctx.synchronize();
+  return host;
+}
+template <class T>
+Doubles fetch(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
+  return widen(download(ctx, t));
+}
+
+// ---- host-only checks (run without a GPU) ------------------------------------------------------
+void host_checks(Checker& c) {
+  bool classes_ok = vc::size_class(1) == 256 && vc::size_class(256) == 256 && vc::size_class(257) == 320 &&
+                    vc::size_class(std::size_t(1) << 20) == (std::size_t(1) << 20) &&
+                    vc::size_class((std::size_t(1) << 20) + 1) == (std::size_t(5) << 18);
+  for (std::size_t n = 1; n < 200000; n += 7) {
+    const std::size_t cls = vc::size_class(n);
+    classes_ok = classes_ok && cls >= n && (n <= 256 || 4 * cls <= 5 * n + 4) && vc::size_class(cls) == cls;
+  }
+  c.expect(classes_ok, "allocator size classes: hold the request, waste <= 25%, idempotent");
+
+  auto message_of = [](auto status) {
+    try {
+      vc::check(status, "someCall(x)");
+    } catch (const vf::CudaError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  const std::string rt = message_of(cudaErrorInvalidValue), lt = message_of(CUBLAS_STATUS_INVALID_VALUE);
+  c.expect(rt.find("someCall(x)") != std::string::npos && rt.find("cudaErrorInvalidValue") != std::string::npos,
+           "check(cudaError_t) throws CudaError naming call and reason: " + rt);
+  c.expect(lt.find("someCall(x)") != std::string::npos && lt.find("CUBLAS_STATUS_INVALID_VALUE") != std::string::npos,
+           "check(cublasStatus_t) throws CudaError naming call and reason: " + lt);
+  c.expect(vc::detail::alignment_of(reinterpret_cast<const void*>(std::uintptr_t(4096 + 12))) == 4 &&
+               vc::detail::alignment_of(reinterpret_cast<const void*>(std::uintptr_t(4096))) == 256,
+           "gemm pointer alignment classes");
+  static_assert(vc::GemmTypes<float, float> && vc::GemmTypes<bf16, bf16> && vc::GemmTypes<bf16, float>);
+  static_assert(!vc::GemmTypes<float, bf16>);
+}
+
+// ---- GEMM --------------------------------------------------------------------------------------
+template <class In, class Out>
+void check_gemm_plain(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t M, std::int64_t N, std::int64_t K,
+                      std::int64_t pad) {
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (float beta : {0.0f, 1.0f}) {
+        const std::int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+        const std::vector<In> A = stored<In>(rnd.uniform((ta ? K : M) * lda));
+        const std::vector<In> B = stored<In>(rnd.uniform((tb ? N : K) * ldb));
+        const std::vector<Out> C0 = stored<Out>(rnd.uniform(M * ldc));
+        const float alpha = 0.75f;
+        vf::Tensor<In> dA = upload(ctx, A), dB = upload(ctx, B);
+        vf::Tensor<Out> dC = beta == 0.0f ? poisoned<Out>(ctx, M * ldc) : upload(ctx, C0);
+        vc::gemm<In, Out>(ctx, ta, tb, M, N, K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc);
+        Doubles want = widen(C0);
+        const Doubles a = widen(A), b = widen(B);
+        cpu::gemm<double>(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, want.data(), ldc);
+        const Doubles got = fetch(ctx, dC);
+        const std::string name = std::string("gemm ") + type_name<In>() + "->" + type_name<Out>() + (ta ? " At" : " A") +
+                                 (tb ? " Bt" : " B") + " beta=" + std::to_string(int(beta)) + " " +
+                                 std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
+        // bf16 inputs are exact in fp32, but allow for split-K reduction order: 1e-4 for bf16 -> fp32.
+        const double tol = std::is_same_v<In, bf16> && std::is_same_v<Out, float> ? 1e-4 : tol_for<Out>();
+        c.close(name, rows_of(got, M, N, ldc), round_to<Out>(rows_of(want, M, N, ldc)), tol);
+        if (pad > 0 && beta == 0.0f) {  // the padding columns of C are never written
+          bool untouched = true;
+          for (std::int64_t r = 0; r < M; ++r)
+            for (std::int64_t j = N; j < ldc; ++j) untouched = untouched && std::isnan(got[r * ldc + j]);
+          c.expect(untouched, name + ": padding of C untouched");
+        }
+      }
+}
+
+// Linear-layer epilogues: bias, gelu_aux_bias (forward), dgelu and bgradb (backward).
+template <class In, class Out>
+void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t M = 40, K = 24, N = 32;  // rows, in features, out features (N % 8 == 0 for aux)
+  const std::string tag = std::string(type_name<In>()) + "->" + type_name<Out>();
+  const std::vector<In> x = stored<In>(rnd.uniform(M * K)), W = stored<In>(rnd.uniform(N * K));
+  const std::vector<Out> bias = stored<Out>(rnd.uniform(N));
+  const Doubles xd = widen(x), Wd = widen(W), bd = widen(bias);
+  Doubles pre(M * N);
+  cpu::linear_forward<double>(xd.data(), Wd.data(), bd.data(), pre.data(), M, K, N);
+  vf::Tensor<In> dx = upload(ctx, x), dW = upload(ctx, W);
+  vf::Tensor<Out> db = upload(ctx, bias);
+
+  {  // bias
+    vf::Tensor<Out> y = poisoned<Out>(ctx, M * N);
+    vc::GemmEpilogue<Out> ep;
+    ep.kind = vc::Epilogue::bias;
+    ep.bias = db.data();
+    vc::gemm<In, Out>(ctx, false, true, M, N, K, 1.0f, dx.data(), K, dW.data(), K, 0.0f, y.data(), N, ep);
+    c.close("gemm epilogue bias " + tag, fetch(ctx, y), round_to<Out>(pre), tol_for<Out>());
+  }
+  {  // gelu_aux_bias
+    vf::Tensor<Out> y = poisoned<Out>(ctx, M * N), aux = poisoned<Out>(ctx, M * N);
+    vc::GemmEpilogue<Out> ep;
+    ep.kind = vc::Epilogue::gelu_aux_bias;
+    ep.bias = db.data();
+    ep.aux = aux.data();
+    ep.ld_aux = N;
+    vc::gemm<In, Out>(ctx, false, true, M, N, K, 1.0f, dx.data(), K, dW.data(), K, 0.0f, y.data(), N, ep);
+    c.close("gemm epilogue gelu_aux_bias " + tag + ": aux = pre-activation", fetch(ctx, aux), round_to<Out>(pre),
+            tol_for<Out>());
+    Doubles want_tanh, want_erf;
+    for (double p : pre) {
+      want_tanh.push_back(gelu_tanh(p));
+      want_erf.push_back(gelu_erf(p));
+    }
+    const Doubles got = fetch(ctx, y);
+    Checker probe;  // which GELU does cuBLASLt compute? Report both, pass on either.
+    const double tol = std::max(tol_for<Out>(), kTolFusedGelu);
+    probe.close("  (vs tanh GELU)", got, round_to<Out>(want_tanh), tol);
+    probe.close("  (vs erf GELU)", got, round_to<Out>(want_erf), tol);
+    c.expect(probe.failures < 2, "gemm epilogue gelu_aux_bias " + tag + ": output = GELU(pre)");
+  }
+  {  // dgelu: d_pre = (dout W2) * gelu'(pre), the fc1 backward through the activation
+    const std::int64_t No = 16;
+    const std::vector<In> dout = stored<In>(rnd.uniform(M * No)), W2 = stored<In>(rnd.uniform(No * N));
+    const std::vector<Out> pre_in = stored<Out>(rnd.uniform(M * N, -3.0f, 3.0f));
+    vf::Tensor<In> ddout = upload(ctx, dout), dW2 = upload(ctx, W2);
+    vf::Tensor<Out> dpre_in = upload(ctx, pre_in), dh = poisoned<Out>(ctx, M * N);
+    vc::GemmEpilogue<Out> ep;
+    ep.kind = vc::Epilogue::dgelu;
+    ep.aux = dpre_in.data();
+    ep.ld_aux = N;
+    vc::gemm<In, Out>(ctx, false, false, M, N, No, 1.0f, ddout.data(), No, dW2.data(), N, 0.0f, dh.data(), N, ep);
+    Doubles prod(M * N);
+    const Doubles a = widen(dout), b = widen(W2), p = widen(pre_in);
+    cpu::gemm<double>(false, false, M, N, No, 1.0, a.data(), No, b.data(), N, 0.0, prod.data(), N);
+    Doubles want_tanh, want_erf;
+    for (std::size_t i = 0; i < prod.size(); ++i) {
+      want_tanh.push_back(prod[i] * gelu_tanh_grad(p[i]));
+      want_erf.push_back(prod[i] * gelu_erf_grad(p[i]));
+    }
+    const Doubles got = fetch(ctx, dh);
+    Checker probe;
+    const double tol = std::max(tol_for<Out>(), kTolFusedGelu);
+    probe.close("  (vs tanh GELU')", got, round_to<Out>(want_tanh), tol);
+    probe.close("  (vs erf GELU')", got, round_to<Out>(want_erf), tol);
+    c.expect(probe.failures < 2, "gemm epilogue dgelu " + tag + ": output = (dout W) * GELU'(aux)");
+  }
+  {  // bgradb with beta = 1: dW += dy^T x, db = column sums of dy
+    const std::vector<In> dy = stored<In>(rnd.uniform(M * N));
+    const std::vector<Out> dW0 = stored<Out>(rnd.uniform(N * K));
+    vf::Tensor<In> ddy = upload(ctx, dy);
+    vf::Tensor<Out> dWacc = upload(ctx, dW0), dbias = poisoned<Out>(ctx, N);
+    vc::GemmEpilogue<Out> ep;
+    ep.kind = vc::Epilogue::bgradb;
+    ep.bias_grad = dbias.data();
+    vc::gemm<In, Out>(ctx, true, false, N, K, M, 1.0f, ddy.data(), N, dx.data(), K, 1.0f, dWacc.data(), K, ep);
+    Doubles want_dW = widen(dW0), want_db(N, 0.0);
+    const Doubles dyd = widen(dy);
+    cpu::linear_backward<double>(dyd.data(), xd.data(), Wd.data(), nullptr, want_dW.data(), want_db.data(), M, K, N);
+    c.close("gemm epilogue bgradb " + tag + ": dW accumulated (beta=1)", fetch(ctx, dWacc), round_to<Out>(want_dW),
+            tol_for<Out>());
+    c.close("gemm epilogue bgradb " + tag + ": bias gradient", fetch(ctx, dbias), round_to<Out>(want_db), tol_for<Out>());
+  }
+}
+
+// ---- LayerNorm ---------------------------------------------------------------------------------
+template <class T>
+void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t D) {
+  const double eps = 1e-5;
+  const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(D);
+  const std::vector<T> x = stored<T>(rnd.uniform(rows * D, -2.0f, 3.0f)), res = stored<T>(rnd.uniform(rows * D));
+  const std::vector<T> gamma = stored<T>(rnd.uniform(D, 0.5f, 1.5f)), beta = stored<T>(rnd.uniform(D));
+  const Doubles xd = widen(x), gd = widen(gamma), bd = widen(beta);
+  Doubles y(rows * D), mean(rows), rstd(rows);
+  cpu::layernorm_forward<double>(xd.data(), gd.data(), bd.data(), y.data(), mean.data(), rstd.data(), rows, D, eps);
+
+  vf::Tensor<T> dx_in = upload(ctx, x), dg = upload(ctx, gamma), dbeta = upload(ctx, beta);
+  vf::Tensor<T> dy_out = poisoned<T>(ctx, rows * D);
+  vf::Tensor<float> dmean = poisoned<float>(ctx, rows), drstd = poisoned<float>(ctx, rows);
+  vc::layernorm_forward<T>(ctx, dx_in.data(), dg.data(), dbeta.data(), dy_out.data(), dmean.data(), drstd.data(), rows, D,
+                           eps);
+  c.close("layernorm_forward y " + tag, fetch(ctx, dy_out), round_to<T>(y), tol_for<T>());
+  c.close("layernorm_forward mean " + tag, fetch(ctx, dmean), mean, kTolF32);
+  c.close("layernorm_forward rstd " + tag, fetch(ctx, drstd), rstd, kTolF32);
+
+  {  // fused residual add
+    Doubles h(rows * D), yh(rows * D), mh(rows), rh(rows);
+    const Doubles rd = widen(res);
+    for (std::int64_t i = 0; i < rows * D; ++i) h[i] = xd[i] + rd[i];
+    h = round_to<T>(h);  // the kernel normalises h as stored
+    cpu::layernorm_forward<double>(h.data(), gd.data(), bd.data(), yh.data(), mh.data(), rh.data(), rows, D, eps);
+    vf::Tensor<T> dres = upload(ctx, res), sum = poisoned<T>(ctx, rows * D), out = poisoned<T>(ctx, rows * D);
+    vf::Tensor<float> m2 = poisoned<float>(ctx, rows), r2 = poisoned<float>(ctx, rows);
+    vc::residual_layernorm_forward<T>(ctx, dx_in.data(), dres.data(), sum.data(), dg.data(), dbeta.data(), out.data(),
+                                      m2.data(), r2.data(), rows, D, eps);
+    c.close("residual_layernorm_forward sum " + tag, fetch(ctx, sum), h, tol_for<T>());
+    c.close("residual_layernorm_forward y " + tag, fetch(ctx, out), round_to<T>(yh), tol_for<T>());
+    c.close("residual_layernorm_forward rstd " + tag, fetch(ctx, r2), rh, kTolF32);
+  }
+  {  // backward, accumulating into existing gradients
+    const std::vector<T> dy = stored<T>(rnd.uniform(rows * D)), dx0 = stored<T>(rnd.uniform(rows * D));
+    const std::vector<float> dg0 = rnd.uniform(D), db0 = rnd.uniform(D);
+    Doubles want_dx = widen(dx0), want_dg = widen(dg0), want_db = widen(db0);
+    const Doubles dyd = widen(dy);
+    cpu::layernorm_backward<double>(dyd.data(), xd.data(), gd.data(), mean.data(), rstd.data(), want_dx.data(),
+                                    want_dg.data(), want_db.data(), rows, D);
+    vf::Tensor<T> ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
+    vf::Tensor<float> ddg = upload(ctx, dg0), ddb = upload(ctx, db0);
+    vc::layernorm_backward<T>(ctx, ddy.data(), dx_in.data(), dg.data(), dmean.data(), drstd.data(), ddx.data(),
+                              ddg.data(), ddb.data(), rows, D);
+    c.close("layernorm_backward dx " + tag, fetch(ctx, ddx), round_to<T>(want_dx), tol_for<T>());
+    c.close("layernorm_backward dgamma " + tag, fetch(ctx, ddg), want_dg, std::is_same_v<T, float> ? kTolF32 : 1e-4);
+    c.close("layernorm_backward dbeta " + tag, fetch(ctx, ddb), want_db, std::is_same_v<T, float> ? kTolF32 : 1e-4);
+  }
+}
+
+// ---- GELU --------------------------------------------------------------------------------------
+template <class T>
+void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t n = 3001;
+  const std::vector<T> x = stored<T>(rnd.uniform(n, -5.0f, 5.0f)), dy = stored<T>(rnd.uniform(n)),
+                       dx0 = stored<T>(rnd.uniform(n));
+  const Doubles xd = widen(x), dyd = widen(dy);
+  Doubles y(n), dx = widen(dx0);
+  cpu::gelu_forward<double>(xd.data(), y.data(), n);
+  cpu::gelu_backward<double>(dyd.data(), xd.data(), dx.data(), n);
+  vf::Tensor<T> dxin = upload(ctx, x), dyout = poisoned<T>(ctx, n), ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
+  vc::gelu_forward<T>(ctx, dxin.data(), dyout.data(), n);
+  vc::gelu_backward<T>(ctx, ddy.data(), dxin.data(), ddx.data(), n);
+  c.close(std::string("gelu_forward ") + type_name<T>(), fetch(ctx, dyout), round_to<T>(y), tol_for<T>());
+  c.close(std::string("gelu_backward (accumulating) ") + type_name<T>(), fetch(ctx, ddx), round_to<T>(dx), tol_for<T>());
+}
+
+// ---- column sums, softmax, attention -----------------------------------------------------------
+void check_column_sums(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t rows = 77, cols = 45;
+  const std::vector<float> x = rnd.uniform(rows * cols), out0 = rnd.uniform(cols);
+  Doubles want = widen(out0);
+  const Doubles xd = widen(x);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < cols; ++j) want[j] += xd[r * cols + j];
+  vf::Tensor<float> dxm = upload(ctx, x), dout = upload(ctx, out0);
+  vc::add_column_sums<float>(ctx, dxm.data(), rows, cols, dout.data());
+  c.close("add_column_sums (accumulating)", fetch(ctx, dout), want, kTolF32);
+}
+
+void check_softmax(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t rows = 7, cols = 300;
+  const std::vector<float> s = rnd.uniform(rows * cols, -5.0f, 5.0f);
+  Doubles want = widen(s);
+  cpu::softmax_rows_inplace<double>(want.data(), rows, cols);
+  vf::Tensor<float> ds = upload(ctx, s);
+  vc::softmax_rows_inplace(ctx, ds.data(), rows, cols);
+  c.close("softmax_rows_inplace 7x300", fetch(ctx, ds), want, kTolF32);
+}
+
+void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vc::AttentionShape& s) {
+  const cpu::AttentionShape cs{s.batch, s.tokens, s.heads, s.head_dim};
+  const std::int64_t B = s.batch, T = s.tokens, D = s.dim(), P = B * s.heads * T * T;
+  const std::string tag = "B" + std::to_string(B) + " T" + std::to_string(T) + " H" + std::to_string(s.heads) + " hd" +
+                          std::to_string(s.head_dim);
+  const std::vector<float> qkv = rnd.uniform(B * T * 3 * D, -1.5f, 1.5f), dout = rnd.uniform(B * T * D),
+                           dqkv0 = rnd.uniform(B * T * 3 * D);
+  const Doubles qd = widen(qkv), dod = widen(dout);
+  Doubles out(B * T * D), probs(P), dqkv = widen(dqkv0), scratch(P);
+  cpu::attention_forward<double>(qd.data(), out.data(), probs.data(), cs);
+  cpu::attention_backward<double>(dod.data(), qd.data(), probs.data(), dqkv.data(), scratch.data(), cs);
+
+  vf::Tensor<float> dq = upload(ctx, qkv), dO = poisoned<float>(ctx, B * T * D), dP = poisoned<float>(ctx, P);
+  vc::attention_forward(ctx, dq.data(), dO.data(), dP.data(), s);
+  c.close("attention_forward out " + tag, fetch(ctx, dO), out, kTolF32);
+  c.close("attention_forward probs " + tag, fetch(ctx, dP), probs, kTolF32);
+  vf::Tensor<float> ddout = upload(ctx, dout), ddqkv = upload(ctx, dqkv0), dscratch = poisoned<float>(ctx, P);
+  vc::attention_backward(ctx, ddout.data(), dq.data(), dP.data(), ddqkv.data(), dscratch.data(), s);
+  c.close("attention_backward dqkv (accumulating) " + tag, fetch(ctx, ddqkv), dqkv, kTolF32);
+}
+
+// ---- tokens, patchify, loss --------------------------------------------------------------------
+void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t B = 3, L = 10, K = 4, D = 33;
+  const std::vector<std::int32_t> ids = rnd.permutation_prefixes(B, L, K);
+  const std::vector<float> x = rnd.uniform(B * L * D), dout = rnd.uniform(B * K * D), dx0 = rnd.uniform(B * L * D);
+  const Doubles xd = widen(x), dod = widen(dout);
+  Doubles out(B * K * D), dx = widen(dx0);
+  cpu::gather_tokens_forward<double>(xd.data(), ids.data(), out.data(), B, L, K, D);
+  cpu::gather_tokens_backward<double>(dod.data(), ids.data(), dx.data(), B, L, K, D);
+  vf::Tensor<std::int32_t> dids = upload(ctx, ids);
+  vf::Tensor<float> dxin = upload(ctx, x), dgo = poisoned<float>(ctx, B * K * D), ddout = upload(ctx, dout),
+                    ddx = upload(ctx, dx0);
+  vc::gather_tokens_forward<float>(ctx, dxin.data(), dids.data(), dgo.data(), B, L, K, D);
+  vc::gather_tokens_backward<float>(ctx, ddout.data(), dids.data(), ddx.data(), B, L, K, D);
+  c.close("gather_tokens_forward", fetch(ctx, dgo), out, kTolF32);
+  c.close("gather_tokens_backward (accumulating)", fetch(ctx, ddx), dx, kTolF32);
+
+  // ids_restore[b, l] = shuffled position of patch l (inverse of a full permutation).
+  const std::vector<std::int32_t> order = rnd.permutation_prefixes(B, L, L);
+  std::vector<std::int32_t> restore(B * L);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t pos = 0; pos < L; ++pos) restore[b * L + order[b * L + pos]] = static_cast<std::int32_t>(pos);
+  const std::vector<float> xs = rnd.uniform(B * (K + 1) * D), mask = rnd.uniform(D),
+                           dus = rnd.uniform(B * (L + 1) * D), dxs0 = rnd.uniform(B * (K + 1) * D),
+                           dm0 = rnd.uniform(D);
+  const Doubles xsd = widen(xs), md = widen(mask), dusd = widen(dus);
+  Doubles uout(B * (L + 1) * D), dxs = widen(dxs0), dm = widen(dm0);
+  cpu::unshuffle_forward<double>(xsd.data(), md.data(), restore.data(), uout.data(), B, K, L, D);
+  cpu::unshuffle_backward<double>(dusd.data(), restore.data(), dxs.data(), dm.data(), B, K, L, D);
+  vf::Tensor<std::int32_t> drestore = upload(ctx, restore);
+  vf::Tensor<float> dxs_in = upload(ctx, xs), dmask = upload(ctx, mask), duo = poisoned<float>(ctx, B * (L + 1) * D),
+                    ddus = upload(ctx, dus), ddxs = upload(ctx, dxs0), ddm = upload(ctx, dm0);
+  vc::unshuffle_forward<float>(ctx, dxs_in.data(), dmask.data(), drestore.data(), duo.data(), B, K, L, D);
+  vc::unshuffle_backward<float>(ctx, ddus.data(), drestore.data(), ddxs.data(), ddm.data(), B, K, L, D);
+  c.close("unshuffle_forward", fetch(ctx, duo), uout, kTolF32);
+  c.close("unshuffle_backward dx (accumulating)", fetch(ctx, ddxs), dxs, kTolF32);
+  c.close("unshuffle_backward dmask_token (accumulating)", fetch(ctx, ddm), dm, kTolF32);
+}
+
+void check_patchify(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const cpu::PatchGeometry g{2, 3, 8, 12, 4};
+  const std::int64_t n = g.batch * g.channels * g.height * g.width;
+  for (cpu::PatchLayout layout : {cpu::PatchLayout::pixel_major, cpu::PatchLayout::channel_major}) {
+    const std::string tag = layout == cpu::PatchLayout::pixel_major ? "pixel-major" : "channel-major";
+    const std::vector<float> images = rnd.uniform(n), patches = rnd.uniform(n);
+    std::vector<float> want_p(n), want_i(n);
+    cpu::patchify(images.data(), want_p.data(), g, layout);
+    cpu::unpatchify(patches.data(), want_i.data(), g, layout);
+    vf::Tensor<float> di = upload(ctx, images), dp = poisoned<float>(ctx, n), dp2 = upload(ctx, patches),
+                      di2 = poisoned<float>(ctx, n);
+    vc::patchify(ctx, di.data(), dp.data(), g, layout);
+    vc::unpatchify(ctx, dp2.data(), di2.data(), g, layout);
+    c.close("patchify (exact) " + tag, fetch(ctx, dp), widen(want_p), 0.0);
+    c.close("unpatchify (exact) " + tag, fetch(ctx, di2), widen(want_i), 0.0);
+  }
+}
+
+void check_masked_mse(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t rows = 37, P = 48;
+  const std::vector<float> pred = rnd.uniform(rows * P), target = rnd.uniform(rows * P), dpred0 = rnd.uniform(rows * P);
+  std::vector<float> weight = rnd.uniform(rows, 0.0f, 1.0f);
+  for (float& w : weight) w = w < 0.3f ? 0.0f : (w < 0.4f ? 0.5f : 1.0f);
+  weight[0] = 1.0f;
+  const Doubles pd = widen(pred), td = widen(target), wd = widen(weight);
+  vf::Tensor<float> dpred = upload(ctx, pred), dtarget = upload(ctx, target), dweight = upload(ctx, weight);
+  for (bool weighted : {true, false}) {
+    const std::string tag = weighted ? " (weighted)" : " (all rows)";
+    double want_wsum = 0, got_wsum = -1;
+    const double want = cpu::masked_mse_forward<double>(pd.data(), td.data(), weighted ? wd.data() : nullptr, rows, P,
+                                                        &want_wsum);
+    const double got = vc::masked_mse_forward<float>(ctx, dpred.data(), dtarget.data(),
+                                                     weighted ? dweight.data() : nullptr, rows, P, &got_wsum);
+    c.close("masked_mse_forward loss" + tag, {got}, {want}, kTolF32);
+    c.close("masked_mse_forward weight sum" + tag, {got_wsum}, {want_wsum}, kTolF32);
+    Doubles dwant = widen(dpred0);
+    cpu::masked_mse_backward<double>(1.3, pd.data(), td.data(), weighted ? wd.data() : nullptr, want_wsum, dwant.data(),
+                                     rows, P);
+    vf::Tensor<float> dd = upload(ctx, dpred0);
+    vc::masked_mse_backward<float>(ctx, 1.3, dpred.data(), dtarget.data(), weighted ? dweight.data() : nullptr,
+                                   want_wsum, dd.data(), rows, P);
+    c.close("masked_mse_backward (accumulating)" + tag, fetch(ctx, dd), dwant, kTolF32);
+  }
+}
+
+// ---- AdamW -------------------------------------------------------------------------------------
+void check_adamw(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const vf::optim::AdamWOptions options{};
+  vf::optim::AdamW<float> reference(options);
+  struct Case {
+    std::int64_t n;
+    bool decay;
+    double lr;
+    bool working_copy;
+  };
+  const std::vector<Case> cases = {{1000, true, 1e-2, true}, {37, false, 2e-2, false}, {3000, true, 5e-3, false}};
+  std::vector<vf::Parameter<float>> params;
+  params.reserve(cases.size());  // optim::AdamW keys its state by the Parameter's address
+  std::vector<vf::Tensor<float>> dparam, dgrad, dm, dv;
+  std::vector<vf::Tensor<bf16>> dwork;
+  for (const Case& k : cases) {
+    vf::Parameter<float>& p = params.emplace_back("p" + std::to_string(params.size()), vf::Shape{k.n}, k.decay);
+    const std::vector<float> init = rnd.uniform(k.n);
+    std::copy(init.begin(), init.end(), p.value.data());
+    p.ensure_grad();
+    dparam.push_back(upload(ctx, init));
+    dgrad.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
+    dm.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
+    dv.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
+    dwork.push_back(k.working_copy ? poisoned<bf16>(ctx, k.n) : vf::Tensor<bf16>());
+  }
+  for (std::int64_t step = 1; step <= 3; ++step) {
+    std::vector<vc::AdamWTensor> updates;
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const std::vector<float> g = rnd.uniform(cases[i].n, -0.5f, 0.5f);
+      std::copy(g.begin(), g.end(), params[i].grad.data());
+      reference.update(params[i], cases[i].lr);
+      vc::check(cudaMemcpyAsync(dgrad[i].data(), g.data(), dgrad[i].bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+                "upload grad");
+      updates.push_back({dparam[i].data(), dgrad[i].data(), dm[i].data(), dv[i].data(),
+                         dwork[i].empty() ? nullptr : dwork[i].data(), cases[i].n, cases[i].lr, cases[i].decay, step});
+    }
+    vc::adamw_step(ctx, std::span<const vc::AdamWTensor>(updates), options);
+  }
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const std::string tag = " tensor " + std::to_string(i) + " after 3 steps";
+    const auto* state = reference.state(params[i]);
+    c.close("adamw param" + tag, fetch(ctx, dparam[i]), widen(std::vector<float>(params[i].value.data(), params[i].value.data() + cases[i].n)), kTolF32);
+    c.close("adamw m" + tag, fetch(ctx, dm[i]), widen(std::vector<float>(state->m.data(), state->m.data() + cases[i].n)), kTolF32);
+    c.close("adamw v" + tag, fetch(ctx, dv[i]), widen(std::vector<float>(state->v.data(), state->v.data() + cases[i].n)), kTolF32);
+    if (!dwork[i].empty())
+      c.close("adamw bf16 working copy" + tag, fetch(ctx, dwork[i]),
+              round_to<bf16>(widen(std::vector<float>(params[i].value.data(), params[i].value.data() + cases[i].n))),
+              kTolBf16);
+  }
+}
+
+// ---- allocator steady state --------------------------------------------------------------------
+void check_steady_state(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+  const std::int64_t M = 64, N = 48, K = 32;
+  auto step = [&] {  // allocates inputs, outputs and (inside masked_mse_forward) scratch
+    vf::Tensor<float> a = upload(ctx, rnd.uniform(M * K)), b = upload(ctx, rnd.uniform(K * N)), out = poisoned<float>(ctx, M * N);
+    vc::gemm<float, float>(ctx, false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, out.data(), N);
+    double wsum = 0;
+    (void)vc::masked_mse_forward<float>(ctx, out.data(), out.data(), nullptr, M, N, &wsum);
+  };
+  step();
+  const std::size_t plans = ctx.matmul_plans().size();
+  const std::size_t mallocs = ctx.allocator().stats().malloc_calls;
+  for (int i = 0; i < 3; ++i) step();
+  c.expect(ctx.allocator().stats().malloc_calls == mallocs, "allocator steady state: no cudaMalloc after the first step");
+  c.expect(ctx.matmul_plans().size() == plans, "matmul plans cached by shape: no new plan after the first step");
+}
+
+// A section that throws (an epilogue this cuBLASLt refuses, a launch error) fails and the rest run.
+template <class F>
+void section(Checker& c, const char* name, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    c.expect(false, std::string(name) + " threw: " + e.what());
+  }
+}
+
+void run_device_checks(Checker& c) {
+  vc::CudaContext ctx(0);
+  std::printf("device: %s (sm_%d%d)\n", ctx.properties().name, ctx.properties().major, ctx.properties().minor);
+  Random rnd;
+  section(c, "gemm f32", [&] { check_gemm_plain<float, float>(ctx, c, rnd, 37, 53, 29, 3); });
+  section(c, "gemm bf16", [&] { check_gemm_plain<bf16, bf16>(ctx, c, rnd, 64, 96, 48, 0); });
+  section(c, "gemm bf16->f32", [&] { check_gemm_plain<bf16, float>(ctx, c, rnd, 64, 96, 48, 8); });
+  section(c, "gemm epilogues f32", [&] { check_gemm_epilogues<float, float>(ctx, c, rnd); });
+  section(c, "gemm epilogues bf16", [&] { check_gemm_epilogues<bf16, bf16>(ctx, c, rnd); });
+  section(c, "gemm epilogues bf16->f32", [&] { check_gemm_epilogues<bf16, float>(ctx, c, rnd); });
+  section(c, "layernorm", [&] {
+    check_layernorm<float>(ctx, c, rnd, 13, 300);
+    check_layernorm<float>(ctx, c, rnd, 5, 64);
+    check_layernorm<bf16>(ctx, c, rnd, 13, 300);
+  });
+  section(c, "gelu", [&] {
+    check_gelu<float>(ctx, c, rnd);
+    check_gelu<bf16>(ctx, c, rnd);
+  });
+  section(c, "column sums", [&] { check_column_sums(ctx, c, rnd); });
+  section(c, "softmax", [&] { check_softmax(ctx, c, rnd); });
+  section(c, "attention", [&] {
+    check_attention(ctx, c, rnd, {2, 17, 3, 8});
+    check_attention(ctx, c, rnd, {1, 300, 2, 16});
+  });
+  section(c, "tokens", [&] { check_tokens(ctx, c, rnd); });
+  section(c, "patchify", [&] { check_patchify(ctx, c, rnd); });
+  section(c, "masked mse", [&] { check_masked_mse(ctx, c, rnd); });
+  section(c, "adamw", [&] { check_adamw(ctx, c, rnd); });
+  section(c, "steady state", [&] { check_steady_state(ctx, c, rnd); });
+}
+
+}  // namespace
+
+int main() {
+  Checker c;
+  host_checks(c);
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess || devices == 0) {
+    if (c.failures) return 1;
+    std::printf("SKIPPED: no usable CUDA device (%s); %d host-only checks passed\n",
+                status != cudaSuccess ? cudaGetErrorString(status) : "device count is 0", c.checks);
+    return 77;
+  }
+  try {
+    run_device_checks(c);
+  } catch (const std::exception& e) {  // the context itself could not be created
+    std::printf("FAIL exception: %s\n", e.what());
+    return 1;
+  }
+  std::printf("%d checks, %d failed\n", c.checks, c.failures);
+  return c.failures ? 1 : 0;
+}

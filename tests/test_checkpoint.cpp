@@ -1,0 +1,553 @@
+// Checkpoints and weight interchange: header+data checksums catch every flipped byte; a mismatched
+// configuration is refused with every difference listed before the model is touched; a writer killed
+// with SIGKILL leaves the previous checkpoint loadable; resuming (fresh objects, or after a real
+// SIGKILL of a training child) is bit-exact with a freeze event in the resumed window; the NaN
+// policies; the step dump; timm/MAE export and all-or-nothing import.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/data/loader.hpp"
+#include "vitfreeze/freeze/freeze.hpp"
+#include "vitfreeze/io/checkpoint.hpp"
+#include "vitfreeze/io/weights.hpp"
+#include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/train/pretrainer.hpp"
+
+using namespace vitfreeze;
+namespace fs = std::filesystem;
+
+namespace {
+// One thread, set before any OpenMP region runs: results do not depend on the thread count, and a
+// fork()ed child never inherits a thread pool it cannot use.
+const bool kSingleThreaded = (cpu::set_thread_count(1), true);
+
+constexpr ViTSpec kTiny{.image = 8, .channels = 1, .patch = 4, .dim = 16, .depth = 2, .heads = 2, .mlp_ratio = 2};
+using Objective = mim::Mae<kTiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}>;
+using Encoder = nn::ViT<kTiny, float>;
+constexpr int kEpochs = 3;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("vitfreeze_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+data::Dataset noise_images(int count) {
+  data::Dataset d;
+  d.name = "noise";
+  d.count = count, d.channels = 1, d.height = 8, d.width = 8, d.num_classes = 2;
+  RandomStream rng(7, RngPurpose::test);
+  for (int i = 0; i < count * 64; ++i) d.pixels.push_back(std::uint8_t(rng.below(256)));
+  for (int i = 0; i < count; ++i) d.labels.push_back(i % 2);
+  return d;
+}
+
+train::PretrainOptions run_options(const fs::path& dir = {}) {
+  train::PretrainOptions o;
+  o.epochs = kEpochs;
+  o.seed = 5;
+  o.progress = false;
+  o.checkpoint_dir = dir;
+  o.recipe = io::Json::object();
+  o.recipe.set("batch", 8);
+  return o;
+}
+
+// Everything one training run needs, built fresh from the same recipe each time.
+struct Run {
+  data::Dataset data = noise_images(48);
+  data::Loader loader{data,
+                      data::Transform{data::RandomResizedCrop{8, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bilinear},
+                                      std::nullopt, 0.5, data::Normalize::fashion_mnist()},
+                      {.batch_size = 8, .last_batch = data::LastBatch::drop, .seed = 11, .workers = 0}};
+  freeze::FreezeController controller{freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, true}.fractions(3),
+                                      {kEpochs, 1, 6},
+                                      {.mode = freeze::LrMode::scaled_layerwise, .base_lr = 3e-3, .min_lr = 1e-5}};
+  Encoder encoder{1};
+  Objective objective{2};
+  optim::AdamW<float> adam;
+  train::Pretrainer<Encoder, Objective, mim::Random<750>> trainer;
+
+  explicit Run(train::PretrainOptions opt = run_options()) : trainer(encoder, objective, {}, controller, adam, opt) {}
+
+  // Steps [from, to) by hand, reading the loader in the same order fit() does.
+  void steps(std::int64_t from, std::int64_t to) {
+    for (std::int64_t g = from; g < to; ++g) {
+      if (g == from || g % 6 == 0) loader.start_epoch(std::uint64_t(g / 6), g % 6);
+      auto batch = loader.next();
+      REQUIRE(batch);
+      trainer.step(batch->images, g);
+    }
+  }
+};
+
+bool same_bits(const Tensor<float>& a, const Tensor<float>& b) {
+  return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
+}
+
+// Parameters, trainable flags and AdamW state are identical bit for bit.
+void check_same_state(Run& a, Run& b) {
+  const auto pa = a.trainer.all_parameters(), pb = b.trainer.all_parameters();
+  REQUIRE(pa.size() == pb.size());
+  CHECK(a.adam.state_count() == b.adam.state_count());
+  int mismatches = 0;
+  for (std::size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i]->name);
+    if (!same_bits(pa[i]->value, pb[i]->value)) ++mismatches;
+    CHECK(pa[i]->trainable == pb[i]->trainable);
+    const auto* sa = a.adam.state(*pa[i]);
+    const auto* sb = b.adam.state(*pb[i]);
+    REQUIRE((sa == nullptr) == (sb == nullptr));
+    if (sa) {
+      CHECK(sa->step == sb->step);
+      CHECK(same_bits(sa->m, sb->m));
+      CHECK(same_bits(sa->v, sb->v));
+    }
+  }
+  CHECK(mismatches == 0);
+  CHECK(a.controller.state() == b.controller.state());
+  CHECK(a.trainer.next_iteration() == b.trainer.next_iteration());
+}
+
+std::vector<Tensor<float>> snapshot(Run& r) {
+  std::vector<Tensor<float>> out;
+  for (auto* p : r.trainer.all_parameters()) out.push_back(p->value.clone());
+  return out;
+}
+bool unchanged(Run& r, const std::vector<Tensor<float>>& before) {
+  const auto ps = r.trainer.all_parameters();
+  for (std::size_t i = 0; i < ps.size(); ++i)
+    if (!same_bits(ps[i]->value, before[i])) return false;
+  return true;
+}
+
+// A checkpoint-shaped file whose tensor holds `step` everywhere (several MB, so writes take time).
+io::SafetensorsWriter big_checkpoint(std::int64_t step) {
+  io::SafetensorsWriter w;
+  io::Json arch = io::Json::object(), recipe = io::Json::object();
+  arch.set("model", "big");
+  recipe.set("seed", 1);
+  io::add_checkpoint_config(w, arch, recipe);
+  w.add("param/w", Tensor<float>::full(Shape{1 << 20}, float(step)));
+  io::add_i64(w, "train/iteration", step);
+  return w;
+}
+}  // namespace
+
+TEST_CASE("checkpoint names, scanning for the latest, pruning and stale temporaries") {
+  CHECK(io::checkpoint_file_name(123) == "ckpt-000123.safetensors");
+  CHECK(io::checkpoint_file_name(12345678) == "ckpt-12345678.safetensors");
+  CHECK(io::parse_checkpoint_file_name("ckpt-000123.safetensors") == 123);
+  CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-000123.safetensors.tmp.77"));
+  CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-12.safetensors"));
+  CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-00001x.safetensors"));
+  TempDir dir;
+  CHECK_FALSE(io::latest_checkpoint(dir.path));
+  CHECK(io::list_checkpoints(dir / "absent").empty());
+  for (std::int64_t s : {30, 5, 100, 7}) big_checkpoint(s).write(dir / io::checkpoint_file_name(s));
+  CHECK(io::latest_checkpoint(dir.path) == dir / "ckpt-000100.safetensors");  // by number, not by name order
+
+  // A temporary of a dead writer is removed; one of a live process (this one) stays.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  const fs::path dead = dir / ("ckpt-000101.safetensors.tmp." + std::to_string(child));
+  const fs::path live = dir / ("ckpt-000102.safetensors.tmp." + std::to_string(::getpid()));
+  io::write_file_atomic(dead, std::string_view("partial"));
+  io::write_file_atomic(live, std::string_view("partial"));
+  io::prune_checkpoints(dir.path, 2);
+  std::vector<std::int64_t> left;
+  for (const auto& c : io::list_checkpoints(dir.path)) left.push_back(c.iteration);
+  CHECK(left == std::vector<std::int64_t>{30, 100});
+  CHECK_FALSE(fs::exists(dead));
+  CHECK(fs::exists(live));
+  CHECK_THROWS_AS(io::prune_checkpoints(dir.path, 0), ConfigError);
+}
+
+TEST_CASE("safetensors header checksum: every flipped byte of a checkpoint is detected") {
+  const std::vector<std::byte> good = big_checkpoint(3).to_bytes();
+  const io::SafetensorsReader ok(good, "good");
+  CHECK(ok.header_checksum_verified());
+  CHECK(ok.data_checksum_verified());
+  const std::uint64_t header = 8 + [&] {
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | std::to_integer<std::uint64_t>(good[std::size_t(i)]);
+    return n;
+  }();
+  // Every byte of the length field and header (metadata, names, shapes, offsets, padding) with two
+  // different flips, and a sample of data bytes.
+  int escaped = 0;
+  std::vector<std::size_t> positions;
+  for (std::size_t i = 0; i < header; ++i) positions.push_back(i);
+  for (std::size_t i = header; i < good.size(); i += 4099) positions.push_back(i);
+  for (std::size_t i : positions)
+    for (std::byte flip : {std::byte{0x01}, std::byte{0x20}}) {
+      auto f = good;
+      f[i] ^= flip;
+      try {
+        io::SafetensorsReader r(std::move(f), "flipped");
+        if (!r.header_checksum_verified() || !r.data_checksum_verified()) throw CheckpointError("x", 0, "unverified");
+        ++escaped;
+      } catch (const CheckpointError&) {
+      }
+    }
+  CHECK(escaped == 0);
+
+  // Another tool's header (re-serialised with a space) no longer carries a checkable checksum.
+  std::string h = big_checkpoint(3).header();
+  h.insert(h.find("\"vitfreeze.header_crc32c\":") + 26, " ");
+  std::vector<std::byte> respaced(8);
+  for (int i = 0; i < 8; ++i) respaced[std::size_t(i)] = std::byte((h.size() >> (8 * i)) & 0xff);
+  for (char c : h) respaced.push_back(std::byte(c));
+  respaced.insert(respaced.end(), good.begin() + std::ptrdiff_t(header), good.end());
+  CHECK_THROWS_WITH_AS(io::SafetensorsReader(respaced, "respaced"), doctest::Contains("written exactly once"),
+                       CheckpointError);
+  // The writer drops a stale checksum given as metadata and recomputes it.
+  io::SafetensorsWriter w;
+  w.add_metadata(std::string(io::kHeaderChecksumKey), "deadbeef");
+  w.add_metadata(std::string(io::kChecksumKey), "deadbeef");
+  w.add("x", Tensor<float>::full({2}, 1.0f));
+  CHECK(io::SafetensorsReader(w.to_bytes(), "rewritten").header_checksum_verified());
+}
+
+TEST_CASE("checkpoint configuration: a different recipe or architecture is refused, listing every difference") {
+  TempDir dir;
+  Run a(run_options(dir.path));
+  a.steps(0, 2);
+  const fs::path file = a.trainer.save_checkpoint();
+  CHECK(file.filename() == "ckpt-000002.safetensors");
+
+  auto opt = run_options(dir.path);
+  opt.seed = 6;
+  opt.recipe.set("batch", 16);
+  Run b(opt);
+  const auto before = snapshot(b);
+  try {
+    b.trainer.load_checkpoint(file);
+    FAIL("expected a CheckpointMismatch");
+  } catch (const io::CheckpointMismatch& e) {
+    const std::string what = e.what();
+    CHECK(what.find("recipe.seed: checkpoint 5, this run 6") != std::string::npos);
+    CHECK(what.find("recipe.batch: checkpoint 8, this run 16") != std::string::npos);
+    CHECK(what.find("2 differences") != std::string::npos);
+    CHECK(e.file() == file.string());
+  }
+  CHECK(unchanged(b, before));
+  CHECK(b.trainer.next_iteration() == 0);
+
+  io::Json arch = a.trainer.architecture();
+  arch.set("depth", 3);
+  arch.set("objective", "localmim");
+  try {
+    (void)io::open_checkpoint(file, arch, a.trainer.recipe());
+    FAIL("expected a CheckpointMismatch");
+  } catch (const io::CheckpointMismatch& e) {
+    CHECK(std::string(e.what()).find("architecture.depth: checkpoint 2, this run 3") != std::string::npos);
+    CHECK(std::string(e.what()).find("architecture.objective: checkpoint \"mae\", this run \"localmim\"") != std::string::npos);
+  }
+  // A plain weights file (no checksums, no config) is not a checkpoint.
+  io::export_encoder(a.encoder, dir / "encoder.safetensors");
+  CHECK_THROWS_AS(b.trainer.load_checkpoint(dir / "encoder.safetensors"), CheckpointError);
+}
+
+TEST_CASE("a corrupt checkpoint is refused before anything is restored") {
+  TempDir dir;
+  Run a(run_options(dir.path));
+  a.steps(0, 3);
+  const fs::path file = a.trainer.save_checkpoint();
+  auto bytes = io::read_file(file);
+  for (std::size_t at : {std::size_t(40), bytes.size() / 2, bytes.size() - 1}) {
+    CAPTURE(at);
+    auto f = bytes;
+    f[at] ^= std::byte{0x04};
+    io::write_file_atomic(dir / "bad.safetensors", f);
+    Run b(run_options(dir.path));
+    const auto before = snapshot(b);
+    CHECK_THROWS_AS(b.trainer.load_checkpoint(dir / "bad.safetensors"), CheckpointError);
+    CHECK(unchanged(b, before));
+  }
+  // A truncated newest checkpoint is skipped by resume("auto") with a warning; the older one loads.
+  a.steps(3, 4);
+  const fs::path newest = a.trainer.save_checkpoint();
+  bytes = io::read_file(newest);
+  bytes.resize(bytes.size() / 2);
+  io::write_file_atomic(newest, bytes);
+  Run c(run_options(dir.path));
+  CHECK(c.trainer.resume("auto") == file);
+  CHECK(c.trainer.next_iteration() == 3);
+}
+
+TEST_CASE("a writer killed with SIGKILL at random times leaves the newest complete checkpoint loadable") {
+  TempDir dir;
+  std::int64_t next_step = 1, last_seen = 0;
+  for (int round = 0; round < 6; ++round) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      for (std::int64_t s = next_step;; ++s) io::write_checkpoint(dir.path, s, big_checkpoint(s), 2);
+      ::_exit(0);
+    }
+    // On a loaded machine the first write may take a while: the first round waits for one file.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (io::list_checkpoints(dir.path).empty() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    RandomStream rng(9, RngPurpose::test, std::uint64_t(round));
+    std::this_thread::sleep_for(std::chrono::microseconds(20000 + rng.below(60000)));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFSIGNALED(status));
+    // Every checkpoint present verifies, the newest holds its own step, and steps only grow.
+    const auto all = io::list_checkpoints(dir.path);
+    REQUIRE_FALSE(all.empty());
+    io::Json arch = io::Json::object(), recipe = io::Json::object();
+    arch.set("model", "big");
+    recipe.set("seed", 1);
+    for (const auto& c : all) {
+      const auto r = io::open_checkpoint(c.path, arch, recipe);
+      CHECK(io::get_i64(r, "train/iteration") == c.iteration);
+      CHECK(r.get_f32("param/w")[12345] == float(c.iteration));
+    }
+    CHECK(all.back().iteration >= last_seen);
+    last_seen = all.back().iteration;
+    next_step = last_seen + 1;
+  }
+  io::prune_checkpoints(dir.path, 2);
+  for (const auto& e : fs::directory_iterator(dir.path))
+    CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);  // the dead writers' temporaries are gone
+  MESSAGE("checkpoints written across 6 killed writers: " << last_seen);
+}
+
+TEST_CASE("exact resume with fresh objects: k steps + checkpoint + k more == 2k steps, bit for bit") {
+  Run straight;
+  straight.trainer.fit(straight.loader);
+  REQUIRE_FALSE(straight.controller.is_active(1));  // both freezes happened (g = 13 and g = 16)
+  for (std::int64_t k : {9, 14}) {  // before both freezes (9 = 2k = 18); after the first
+    CAPTURE(k);
+    TempDir dir;
+    {
+      Run first(run_options(dir.path));
+      first.steps(0, k);
+      first.trainer.save_checkpoint();
+    }  // everything destroyed
+    Run second(run_options(dir.path));
+    REQUIRE(second.trainer.resume("auto") == dir / io::checkpoint_file_name(k));
+    CHECK(second.controller.is_active(0) == (k <= 13));
+    CHECK(second.encoder.patch_embed.proj.weight.trainable == (k <= 13));
+    second.trainer.fit(second.loader);
+    check_same_state(straight, second);
+  }
+}
+
+TEST_CASE("exact resume after a real SIGKILL of a training process") {
+  Run straight;
+  straight.trainer.fit(straight.loader);
+  TempDir dir;
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    try {
+      auto opt = run_options(dir.path);
+      opt.checkpoint_every_steps = 1;
+      opt.keep_checkpoints = 3;
+      Run r(opt);
+      r.trainer.fit(r.loader);
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  // Kill as soon as a checkpoint at iteration >= 5 exists: usually mid-step or mid-write.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    const auto all = io::list_checkpoints(dir.path);
+    if ((!all.empty() && all.back().iteration >= 5) || std::chrono::steady_clock::now() > deadline) break;
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  const auto latest = io::list_checkpoints(dir.path);
+  REQUIRE_FALSE(latest.empty());
+  MESSAGE("child " << std::string(WIFSIGNALED(status) ? "killed" : "finished") << "; resuming from iteration "
+                   << latest.back().iteration << " of 18");
+  Run resumed(run_options(dir.path));
+  REQUIRE(resumed.trainer.resume("auto"));
+  CHECK(resumed.trainer.next_iteration() >= 5);
+  resumed.trainer.fit(resumed.loader);
+  check_same_state(straight, resumed);
+}
+
+TEST_CASE("non-finite policy: stop saves the last good state, skip counts and goes on") {
+  const Tensor<float> bad = Tensor<float>::full(Shape{8, 1, 8, 8}, NAN);
+  SUBCASE("stop") {
+    TempDir dir;
+    Run a(run_options(dir.path));
+    a.steps(0, 3);
+    const auto before = snapshot(a);
+    try {
+      a.trainer.step(bad, 3);
+      FAIL("expected a NumericError");
+    } catch (const NumericError& e) {
+      CHECK(std::string(e.what()).find("iteration 3") != std::string::npos);
+      CHECK(std::string(e.what()).find("ckpt-000003.safetensors") != std::string::npos);
+    }
+    CHECK(unchanged(a, before));
+    // The saved state is the one before the bad step, and training resumes from it exactly.
+    Run b(run_options(dir.path));
+    REQUIRE(b.trainer.resume("auto") == dir / "ckpt-000003.safetensors");
+    CHECK(b.trainer.next_iteration() == 3);
+    check_same_state(a, b);
+    a.steps(3, 5);
+    b.steps(3, 5);
+    check_same_state(a, b);
+  }
+  SUBCASE("skip") {
+    auto opt = run_options();
+    opt.non_finite = train::NonFinitePolicy::skip;
+    opt.max_skipped_steps = 2;
+    Run a(opt);
+    a.steps(0, 2);
+    const auto before = snapshot(a);
+    CHECK(std::isnan(a.trainer.step(bad, 2)));
+    CHECK(a.trainer.skipped_steps() == 1);
+    CHECK(unchanged(a, before));
+    CHECK(a.trainer.next_iteration() == 3);
+    a.steps(3, 4);  // trains normally again
+    CHECK_FALSE(unchanged(a, before));
+    // A NaN parameter (test hook: set one by hand) poisons every step: skipped until the limit.
+    a.objective.decoder.pred.weight.value[0] = NAN;
+    CHECK(std::isnan(a.trainer.step(a.loader.next()->images, 4)));
+    CHECK(a.trainer.skipped_steps() == 2);
+    CHECK_THROWS_AS(a.trainer.step(a.loader.next()->images, 5), NumericError);
+  }
+}
+
+TEST_CASE("--dump-step: input, mask, loss, parameters before the update and gradients") {
+  TempDir dir;
+  auto opt = run_options();
+  opt.dump_step = dir / "step.safetensors";
+  opt.dump_iteration = 1;
+  Run a(opt);
+  a.steps(0, 1);
+  CHECK_FALSE(fs::exists(opt.dump_step));
+  a.loader.start_epoch(0, 1);
+  const auto batch = a.loader.next();
+  const auto before = snapshot(a);
+  const double loss = a.trainer.step(batch->images, 1);
+  const io::SafetensorsReader r(opt.dump_step);
+  CHECK(r.info("input").shape == std::vector<std::int64_t>{8, 1, 8, 8});
+  CHECK(same_bits(r.get<float>("input"), batch->images));
+  const auto mask = r.get<std::uint8_t>("mask");
+  REQUIRE(mask.shape() == Shape{8, 4});
+  for (int b = 0; b < 8; ++b) CHECK(mask.at(b, 0) + mask.at(b, 1) + mask.at(b, 2) + mask.at(b, 3) == 3);  // 75 % of 4
+  CHECK(r.get<float>("loss")[0] == float(loss));
+  CHECK(r.get<float>("loss").rank() == 0);
+  const auto ps = a.trainer.all_parameters();
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    CAPTURE(ps[i]->name);
+    CHECK(same_bits(r.get<float>("param/" + ps[i]->name), before[i]));
+    REQUIRE(r.has("grad/" + ps[i]->name));
+  }
+  CHECK(r.info("param/patch_embed.proj.weight").shape == std::vector<std::int64_t>{16, 1, 4, 4});
+  CHECK(r.info("grad/decoder_pred.weight").shape == std::vector<std::int64_t>{16, 8});
+  CHECK(r.metadata().at("vitfreeze.objective") == "mae");
+  const auto spec = io::Json::parse(r.metadata().at("vitfreeze.spec"));
+  CHECK(spec.at("dim").as_int() == 16);
+  CHECK(spec.at("depth").as_int() == 2);
+}
+
+TEST_CASE("timm/MAE weights: export, import round trip, and all-or-nothing refusal") {
+  TempDir dir;
+  Encoder a(1), b(2);
+  Objective oa(3), ob(4);
+  io::export_encoder(a, dir / "enc.safetensors");
+  {
+    const io::SafetensorsReader r(dir / "enc.safetensors");
+    CHECK(r.info("pos_embed").shape == std::vector<std::int64_t>{1, 5, 16});
+    CHECK(r.info("cls_token").shape == std::vector<std::int64_t>{1, 1, 16});
+    CHECK(r.info("patch_embed.proj.weight").shape == std::vector<std::int64_t>{16, 1, 4, 4});
+    CHECK(r.info("blocks.1.attn.qkv.weight").shape == std::vector<std::int64_t>{48, 16});
+    CHECK(r.info("blocks.1.mlp.fc1.weight").shape == std::vector<std::int64_t>{32, 16});
+    CHECK(r.has("norm.bias"));
+    CHECK(r.names().size() == 1 + 2 + 2 * 12 + 2 + 1);  // cls, patch embed, blocks, norm, pos_embed
+    CHECK(r.metadata().at("format") == "pt");
+    // pos_embed: zero cls row, then sin(0) = 0, cos(0) = 1 for patch (0, 0).
+    const auto pos = r.get_f32("pos_embed");
+    CHECK(pos[0] == 0.0f);
+    CHECK(pos[16 + 0] == 0.0f);
+    CHECK(pos[16 + 4] == 1.0f);
+  }
+  const auto report = io::import_encoder(b, dir / "enc.safetensors");
+  CHECK(report.loaded.size() == a.parameters().size());
+  CHECK(report.unused.empty());
+  for (std::size_t i = 0; i < a.parameters().size(); ++i) CHECK(same_bits(a.parameters()[i]->value, b.parameters()[i]->value));
+
+  // A full MAE state: decoder names of facebookresearch/mae; the encoder import ignores them.
+  io::export_pretraining(a, oa, dir / "mae.safetensors");
+  {
+    const io::SafetensorsReader r(dir / "mae.safetensors");
+    for (const char* n : {"decoder_embed.weight", "mask_token", "decoder_blocks.0.attn.qkv.weight", "decoder_norm.weight",
+                          "decoder_pred.weight", "decoder_pred.bias"})
+      CHECK_MESSAGE(r.has(n), n);
+    CHECK(r.info("decoder_pos_embed").shape == std::vector<std::int64_t>{1, 5, 8});
+    CHECK(r.info("decoder_pred.weight").shape == std::vector<std::int64_t>{16, 8});
+    Encoder c(5);
+    const auto rep = io::import_encoder(c, r);
+    CHECK(rep.unused.size() == oa.decoder.blocks.size() * 12 + 2 + 1 + 2 + 2 + 1);  // + decoder_pos_embed
+    Objective od(6);
+    io::import_pretraining(c, od, r);
+    CHECK(same_bits(od.decoder.pred.weight.value, oa.decoder.pred.weight.value));
+    CHECK(same_bits(od.decoder.mask_token.value, oa.decoder.mask_token.value));
+  }
+
+  // Wrong shape, missing names, a learned pos_embed: all listed in one error, nothing written.
+  const io::SafetensorsReader good(dir / "enc.safetensors");
+  io::SafetensorsWriter w;
+  for (const auto& name : good.names()) {
+    if (name == "norm.bias" || name == "blocks.0.attn.proj.weight") continue;
+    auto rec = good.record(name);
+    if (name == "blocks.1.mlp.fc2.weight") rec = io::TensorRecord{name, DType::f32, {16, 16}, std::vector<std::byte>(16 * 16 * 4)};
+    w.add(std::move(rec));
+  }
+  w.write(dir / "bad.safetensors");
+  Encoder d(7);
+  const auto before = d.parameters()[5]->value.clone();
+  try {
+    io::import_encoder(d, dir / "bad.safetensors");
+    FAIL("expected a CheckpointMismatch");
+  } catch (const io::CheckpointMismatch& e) {
+    const std::string what = e.what();
+    CHECK(what.find("norm.bias: missing") != std::string::npos);
+    CHECK(what.find("blocks.0.attn.proj.weight: missing (expected [16, 16])") != std::string::npos);
+    CHECK(what.find("blocks.1.mlp.fc2.weight: file has F32 [16, 16], expected a floating dtype [16, 32]") != std::string::npos);
+    CHECK(what.find("3 problems") != std::string::npos);
+  }
+  CHECK(same_bits(d.parameters()[5]->value, before));
+
+  io::SafetensorsWriter learned;
+  for (const auto& name : good.names()) {
+    auto rec = good.record(name);
+    if (name == "pos_embed") rec.data[4 * 20 + 3] ^= std::byte{0x01};  // an exponent bit of element 20
+    learned.add(std::move(rec));
+  }
+  learned.write(dir / "learned.safetensors");
+  CHECK_THROWS_WITH_AS(io::import_encoder(d, dir / "learned.safetensors"),
+                       doctest::Contains("learned position embeddings are not supported"), io::CheckpointMismatch);
+  CHECK_NOTHROW(io::import_encoder(d, dir / "learned.safetensors", {.check_position_tables = false}));
+}
