@@ -31,7 +31,8 @@ const char* kHelp = R"(vitfreeze_pretrain: MAE pretraining of a ViT with progres
   --model tiny|mini          tiny: ViT-Ti (192 wide, 12 blocks, 3 heads); mini: 128 wide, 6 blocks, 4 heads
   --mask-ratio R             fraction of patches removed (default 0.75)
   --epochs E --warmup W      pretraining epochs and warmup epochs (default 4, 1)
-  --batch B                  batch size (default 128)
+  --batch B                  micro-batch size (default 128)
+  --accumulation A           micro-batches per optimiser step (default 1); lr = blr * B * A / 256
   --blr X                    base LR; lr = blr * batch / 256 (default 1.5e-3)
   --schedule S               none|linear|squared|cubic|vit-tailored (default cubic)
   --t0 X                     schedule t0 (default 0.8)
@@ -82,7 +83,7 @@ struct Args {
 Args parse(int argc, char** argv) {
   static const char* known[] = {"objective", "model", "mask-ratio", "epochs", "warmup", "batch", "blr", "schedule",
                                 "t0", "lr-mode", "semantics", "data", "train-subset", "probe-epochs",
-                                "steps-per-epoch", "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
+                                "steps-per-epoch", "accumulation", "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
                                 "checkpoint-every-epochs", "keep-checkpoints", "non-finite", "dump-step",
                                 "export-encoder"};
   Args a;
@@ -141,7 +142,8 @@ int run(const Args& args) {
   const int epochs = int(args.num("epochs", 4)), warmup = int(args.num("warmup", 1));
   const std::int64_t batch = std::int64_t(args.num("batch", 128));
   const std::uint64_t seed = std::uint64_t(args.num("seed", 0));
-  const double lr = args.num("blr", 1.5e-3) * double(batch) / 256.0;
+  const int accumulation = int(args.num("accumulation", 1));
+  const double lr = args.num("blr", 1.5e-3) * double(batch) * accumulation / 256.0;
 
   auto train_full = vf::data::fashion_mnist(data_dir, vf::data::Split::train);
   auto test = vf::data::fashion_mnist(data_dir, vf::data::Split::test);
@@ -173,7 +175,8 @@ int run(const Args& args) {
     else if (mode == "vit-tailored") lrs.mode = vf::freeze::LrMode::vit_tailored;
     else throw vf::ConfigError("--lr-mode: unknown " + mode);
     const std::int64_t steps_cap = std::int64_t(args.num("steps-per-epoch", -1));
-    const std::int64_t iters = steps_cap > 0 ? std::min(steps_cap, loader.batches_per_epoch()) : loader.batches_per_epoch();
+    std::int64_t iters = steps_cap > 0 ? std::min(steps_cap, loader.batches_per_epoch()) : loader.batches_per_epoch();
+    iters -= iters % std::max(accumulation, 1);  // whole accumulation windows per epoch
     vf::freeze::FreezeController controller(rs.fractions(units), {epochs, warmup, iters}, lrs);
 
     vf::train::PretrainOptions opt;
@@ -181,7 +184,8 @@ int run(const Args& args) {
     opt.warmup_epochs = warmup;
     opt.seed = seed;
     opt.out_dir = out;
-    opt.max_steps_per_epoch = steps_cap;
+    opt.max_steps_per_epoch = steps_cap > 0 ? iters : -1;
+    opt.accumulation = accumulation;
     opt.semantics = args.get("semantics", "truncate") == "vitfreeze" ? vf::freeze::FreezeSemantics::vitfreeze
                                                                      : vf::freeze::FreezeSemantics::truncate;
     opt.checkpoint_dir = out / "checkpoints";

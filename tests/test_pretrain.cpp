@@ -105,3 +105,49 @@ TEST_CASE("top-k accuracy counts ties against the label") {
   train::accumulate_accuracy(logits, {1, 2}, acc);
   CHECK(acc.top1 == doctest::Approx(0.5));
 }
+
+TEST_CASE("gradient accumulation: 2 micro-batches of 16 make the same update as one batch of 32") {
+  auto data = testing::stripes(32, 9);
+  data::Transform plain{std::nullopt, std::nullopt, 0.0, data::Normalize::fashion_mnist()};
+  data::Loader full(data, plain, {.batch_size = 32, .shuffle = false, .workers = 0});
+  data::Loader half(data, plain, {.batch_size = 16, .shuffle = false, .workers = 0});
+  auto run = [&](data::Loader& loader, int accumulation) {
+    auto encoder = std::make_unique<nn::ViT<kSmall, float>>(1);
+    auto objective = std::make_unique<Objective>(2);
+    const std::int64_t iters = loader.batches_per_epoch();
+    freeze::FreezeController controller(freeze::RuntimeSchedule{freeze::Spacing::cubic, 0.8, false}.fractions(5),
+                                        {1, 0, iters}, {.mode = freeze::LrMode::global_hard_freeze, .base_lr = 1e-3});
+    optim::AdamW<float> adam;
+    train::PretrainOptions opt;
+    opt.epochs = 1, opt.progress = false, opt.accumulation = accumulation;
+    train::Pretrainer trainer(*encoder, *objective, mim::Random<750>{}, controller, adam, opt);
+    loader.start_epoch(0);
+    double loss = 0;
+    for (std::int64_t g = 0; g < iters; ++g) loss += trainer.step(loader.next()->images, g) / double(iters);
+    return std::make_pair(std::move(encoder), loss);
+  };
+  auto [one, loss_one] = run(full, 1);
+  auto [two, loss_two] = run(half, 2);
+  CHECK(loss_two == doctest::Approx(loss_one).epsilon(1e-5));
+  const auto& a = one->blocks[1].attn.qkv.weight.value;
+  const auto& b = two->blocks[1].attn.qkv.weight.value;
+  double max_diff = 0, max_step = 0;
+  nn::ViT<kSmall, float> initial(1);
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    max_diff = std::max(max_diff, double(std::abs(a[i] - b[i])));
+    max_step = std::max(max_step, double(std::abs(a[i] - initial.blocks[1].attn.qkv.weight.value[i])));
+  }
+  CHECK(max_step > 1e-4);             // the update happened
+  CHECK(max_diff < 1e-3 * max_step);  // and is the same up to float summation order
+  CHECK_THROWS_AS(([&] {
+                    nn::ViT<kSmall, float> e(1);
+                    Objective o(2);
+                    freeze::FreezeController c(freeze::RuntimeSchedule{freeze::Spacing::cubic, 0.8, false}.fractions(5),
+                                               {1, 0, 3}, {.mode = freeze::LrMode::global_hard_freeze});
+                    optim::AdamW<float> adam;
+                    train::PretrainOptions opt;
+                    opt.accumulation = 2;  // 3 iterations per epoch: not a multiple
+                    train::Pretrainer t(e, o, mim::Random<750>{}, c, adam, opt);
+                  }()),
+                  ConfigError);
+}

@@ -55,6 +55,12 @@ struct PretrainOptions {
   std::int64_t max_steps_per_epoch = -1; // for smoke runs: cut every epoch short
   std::filesystem::path out_dir;         // metrics.jsonl goes here when set
   bool progress = true;
+  // Gradient accumulation: micro-batches per optimiser step. g counts micro-batches (as ViTFreeze's
+  // iteration counter does); LRs and freezing advance on the first micro-batch of each window, the
+  // update happens after the last, and each micro-batch's loss is weighted 1/accumulation. Masks
+  // are keyed by (window, sample offset in the window), so A micro-batches of B equal one batch of
+  // A*B. The iterations per epoch (and checkpoint_every_steps) must be multiples of it.
+  int accumulation = 1;
 
   // Checkpoints: written to checkpoint_dir (when set) every `checkpoint_every_epochs` epochs and at
   // the end (0: never), every `checkpoint_every_steps` steps (0: never), and before a NumericError
@@ -93,23 +99,45 @@ class Pretrainer {
                         std::to_string(units_.size()));
     if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
     if (options_.keep_checkpoints < 1) throw ConfigError("Pretrainer: keep_checkpoints must be >= 1");
+    const int A = options_.accumulation;
+    if (A < 1 || controller_.run().iters_per_epoch % A != 0 ||
+        (options_.max_steps_per_epoch > 0 && options_.max_steps_per_epoch % A != 0) ||
+        options_.checkpoint_every_steps % A != 0)
+      throw ConfigError("Pretrainer: accumulation " + std::to_string(A) +
+                        " must be >= 1 and divide the iterations per epoch and checkpoint_every_steps");
   }
 
   // One optimisation step on a batch at global iteration g. Returns the loss.
   double step(const Tensor<T>& images, std::int64_t g) {
-    for (int u : controller_.step(g)) freeze_unit(u);
+    const int A = options_.accumulation;
+    const std::int64_t window = g / A, offset = g % A;
+    if (offset == 0) {
+      for (int u : controller_.step(g)) freeze_unit(u);
+      window_failed_ = false;
+    }
     static constexpr ViTSpec S = Encoder::spec;
-    const mim::MaskSet masks = masking_.make(int(images.dim(0)), S.grid(), S.grid(), options_.seed, std::uint64_t(g));
+    const int B = int(images.dim(0));
+    const mim::MaskSet masks = masking_.make(B, S.grid(), S.grid(), options_.seed, std::uint64_t(window),
+                                             std::uint32_t(offset * B));
     tape_.reset();
     auto out = objective_.forward(tape_, encoder_, images, masks);
     const double loss = double(tape_.value(out.loss)[0]);
     const bool loss_finite = std::isfinite(loss);
-    if (loss_finite) tape_.backward(out.loss);
+    if (loss_finite) {
+      if (A == 1)
+        tape_.backward(out.loss);
+      else
+        tape_.backward(out.loss, Tensor<T>::full(Shape{1}, T(1.0 / A)));
+    }
     if (!options_.dump_step.empty() && !dumped_ && (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
       dump_step(options_.dump_step, images, masks, loss, g);
       dumped_ = true;
     }
-    if (!loss_finite) return on_non_finite(g, loss);
+    if (!loss_finite || window_failed_) return on_non_finite(g, loss_finite ? NAN : loss);
+    if (offset + 1 < A) {  // gradients keep accumulating until the window's last micro-batch
+      next_iteration_ = g + 1;
+      return loss;
+    }
     if (!gradients_finite()) return on_non_finite(g, NAN);
     for (std::size_t u = 0; u < units_.size(); ++u) {
       if (!controller_.is_active(int(u))) continue;
@@ -205,6 +233,7 @@ class Pretrainer {
     r.set("freeze_fractions", std::move(fractions));
     r.set("semantics", options_.semantics == freeze::FreezeSemantics::truncate ? "truncate" : "vitfreeze");
     r.set("seed", options_.seed);
+    r.set("accumulation", options_.accumulation);
     r.set("visible_patches", masking_.kept(Encoder::spec.grid(), Encoder::spec.grid()));
     r.set("adamw", io::Json(io::Json::Object{{"beta1", adam.beta1}, {"beta2", adam.beta2}, {"eps", adam.eps},
                                              {"weight_decay", adam.weight_decay}}));
@@ -425,16 +454,21 @@ class Pretrainer {
 
   // Skip: the step leaves no trace but the counter. Stop (or too many skips): the state before
   // this step is saved (when a checkpoint directory is set), then a NumericError is thrown.
+  // A non-finite loss or gradient discards the whole accumulation window: `skip` counts it once and
+  // goes on with the next window; `stop` saves the state from before the window and throws.
   double on_non_finite(std::int64_t g, double loss) {
     zero_gradients();
+    const int A = options_.accumulation;
+    const bool window_end = (g + 1) % A == 0;
     std::string what = "non-finite " + std::string(std::isnan(loss) ? "loss or gradient" : "loss") +
                        " at iteration " + std::to_string(g);
-    if (options_.non_finite == NonFinitePolicy::skip && ++skipped_ <= options_.max_skipped_steps) {
+    if (options_.non_finite == NonFinitePolicy::skip && (window_failed_ || ++skipped_ <= options_.max_skipped_steps)) {
+      window_failed_ = !window_end;
       next_iteration_ = g + 1;
       return loss;
     }
     if (options_.non_finite == NonFinitePolicy::skip) what += " (too many skipped steps)";
-    next_iteration_ = g;  // parameters and optimiser are still those before step g
+    next_iteration_ = g - g % A;  // parameters and optimiser are still those before this window
     if (!options_.checkpoint_dir.empty()) {
       try {
         what += "; last good state saved to " + save_checkpoint().string();
@@ -467,6 +501,7 @@ class Pretrainer {
   nn::ParameterList<T> always_trained_;
   std::optional<io::MetricsLog> metrics_;
   std::int64_t skipped_ = 0;
+  bool window_failed_ = false;  // a micro-batch of the current accumulation window was non-finite
   std::int64_t next_iteration_ = 0;
   bool resumed_ = false;       // fit() starts at next_iteration_
   bool resumed_from_ = false;  // a checkpoint was loaded (metrics append)
