@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-10}
+bash scripts/deps.sh bench
+bash scripts/build.sh --target encoder_bench >/dev/null
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 torch_env=(OMP_WAIT_POLICY=PASSIVE OPENBLAS_CORETYPE=SkylakeX
            GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296)

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Installs, as root on Debian 12, whatever vitfreeze needs that is missing. Prints what it does.
+#   scripts/deps.sh           build, tests and the main job
+#   scripts/deps.sh fuzz      + clang 14 and its sanitizer/libFuzzer runtime (scripts/fuzz.sh)
+#   scripts/deps.sh bench     + Debian's PyTorch for the side-by-side benchmarks
 set -euo pipefail
 packages=(g++ cmake make pkg-config libeigen3-dev doctest-dev libstb-dev zlib1g-dev dataset-fashion-mnist)
+for group in "$@"; do
+  case "$group" in
+    fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    bench) packages+=(python3-torch python3-numpy) ;;
+    *) echo "deps: unknown group $group" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

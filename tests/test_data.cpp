@@ -135,6 +135,14 @@ TEST_CASE("IDX: bad magic, truncation, stray bytes and bad labels are DataErrors
     CHECK(contains(e.what(), "expected 0x00000803"));
     CHECK(contains(e.what(), "got 0x00000801"));
   }
+  SUBCASE("a header claiming 2^40 bytes with no data: a DataError, not a 1 TiB allocation") {
+    for (bool gz : {false, true}) {
+      write_file(dir / "huge", idx_bytes(kIdxImagesMagic, {65536, 65536, 256}, {}), gz);
+      const DataError e = expect_data_error([&] { read_idx(dir / "huge", kIdxImagesMagic); });
+      CHECK(e.offset() == 16);
+      CHECK(contains(e.what(), "expected 1099511627776 bytes"));
+    }
+  }
   SUBCASE("raw image data cut short: offset where the data ends, expected vs actual bytes") {
     Bytes b = idx_bytes(kIdxImagesMagic, {5, 2, 3}, small_pixels());
     b.resize(16 + 20);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <system_error>
 
 #include "vitfreeze/core/error.hpp"
@@ -61,6 +62,26 @@ class ByteReader {
   void read_exact(void* dst, std::size_t n, std::string_view what) {
     const std::uint64_t start = offset_;
     const std::size_t got = read_some(dst, n);
+    if (got < n)
+      fail(start + got, "truncated " + std::string(what) + ": expected " + std::to_string(n) + " bytes from offset " +
+                            std::to_string(start) + ", the file has " + std::to_string(got));
+  }
+
+  // Reads exactly n bytes of `what` into `out`, growing it as the data arrives (doubling from 1 MiB),
+  // so a header that claims more data than the file holds costs at most twice the real size in
+  // memory before the "truncated" DataError, never the claimed size.
+  void read_exact_into(std::vector<std::uint8_t>& out, std::size_t n, std::string_view what) {
+    const std::uint64_t start = offset_;
+    out.clear();
+    std::size_t got = 0;
+    while (got < n) {
+      const std::size_t want = std::min(n, std::max<std::size_t>(got * 2, std::size_t(1) << 20));
+      out.resize(want);
+      const std::size_t r = read_some(out.data() + got, want - got);
+      got += r;
+      if (got < want) break;
+    }
+    out.resize(got);
     if (got < n)
       fail(start + got, "truncated " + std::string(what) + ": expected " + std::to_string(n) + " bytes from offset " +
                             std::to_string(start) + ", the file has " + std::to_string(got));

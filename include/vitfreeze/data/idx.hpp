@@ -45,8 +45,7 @@ inline IdxArray read_idx(const std::filesystem::path& path, std::uint32_t magic)
     total *= a.dims[d];
     if (total > (std::uint64_t(1) << 40)) in.fail(at, "IDX dimensions describe more than 2^40 bytes");
   }
-  a.data.resize(std::size_t(total));
-  in.read_exact(a.data.data(), a.data.size(), "IDX data");
+  in.read_exact_into(a.data, std::size_t(total), "IDX data");
   in.expect_end("the IDX data");
   return a;
 }
