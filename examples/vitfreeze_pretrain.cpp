@@ -38,6 +38,7 @@ const char* kHelp = R"(vitfreeze_pretrain: MAE pretraining of a ViT with progres
   --t0 X                     schedule t0 (default 0.8)
   --lr-mode M                scaled|unscaled|global|vit-tailored (default: vit-tailored for that schedule, else global)
   --semantics S              truncate|vitfreeze (default truncate)
+  --dont-freeze-pe 1         keep the patch embedding and cls token training (blocks are the only units)
   --data DIR                 Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
   --train-subset N           pretrain on the first N training images (default 20000; 0 = all 60000)
   --probe-subset N           linear-probe training features from the first N images (default 20000; 0 = all)
@@ -83,7 +84,7 @@ struct Args {
 Args parse(int argc, char** argv) {
   static const char* known[] = {"objective", "model", "mask-ratio", "epochs", "warmup", "batch", "blr", "schedule",
                                 "t0", "lr-mode", "semantics", "data", "train-subset", "probe-epochs",
-                                "steps-per-epoch", "accumulation", "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
+                                "steps-per-epoch", "accumulation", "dont-freeze-pe", "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
                                 "checkpoint-every-epochs", "keep-checkpoints", "non-finite", "dump-step",
                                 "export-encoder"};
   Args a;
@@ -138,6 +139,7 @@ void write_reconstructions(vf::nn::ViT<S, float>& encoder, Objective& objective,
 template <vf::ViTSpec S, class Objective>
 int run(const Args& args) {
   const std::filesystem::path out = args.get("out", "runs/pretrain");
+  std::filesystem::create_directories(out);
   const std::string data_dir = args.get("data", "/usr/share/datasets/fashion-mnist");
   const int epochs = int(args.num("epochs", 4)), warmup = int(args.num("warmup", 1));
   const std::int64_t batch = std::int64_t(args.num("batch", 128));
@@ -161,7 +163,8 @@ int run(const Args& args) {
   double t0_value = args.num("t0", 0.8);
   if (epochs > 0) {
     // Freeze schedule over depth + 1 units.
-    const int units = S.depth + 1;
+    const bool dont_freeze_pe = args.num("dont-freeze-pe", 0) != 0;
+    const int units = S.depth + (dont_freeze_pe ? 0 : 1);
     vf::freeze::RuntimeSchedule rs{vf::freeze::Spacing::cubic, t0_value, schedule != "none"};
     if (schedule == "linear") rs.spacing = vf::freeze::Spacing::linear;
     else if (schedule == "squared") rs.spacing = vf::freeze::Spacing::squared;
@@ -186,6 +189,7 @@ int run(const Args& args) {
     opt.out_dir = out;
     opt.max_steps_per_epoch = steps_cap > 0 ? iters : -1;
     opt.accumulation = accumulation;
+    opt.dont_freeze_pe = dont_freeze_pe;
     opt.semantics = args.get("semantics", "truncate") == "vitfreeze" ? vf::freeze::FreezeSemantics::vitfreeze
                                                                      : vf::freeze::FreezeSemantics::truncate;
     opt.checkpoint_dir = out / "checkpoints";

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "vitfreeze/autograd/gradcheck.hpp"
 #include "vitfreeze/data/idx.hpp"
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
@@ -150,4 +151,50 @@ TEST_CASE("gradient accumulation: 2 micro-batches of 16 make the same update as 
                     train::Pretrainer t(e, o, mim::Random<750>{}, c, adam, opt);
                   }()),
                   ConfigError);
+}
+
+TEST_CASE("gradcheck: the MAE objective (encoder, decoder, norm-pix masked loss) w.r.t. every parameter") {
+  constexpr ViTSpec tiny{.image = 8, .channels = 2, .patch = 2, .dim = 8, .depth = 2, .heads = 2, .mlp_ratio = 2};
+  nn::ViT<tiny, double> encoder(1);
+  mim::Mae<tiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}, true, double> mae(2);
+  nn::ParameterList<double> params = encoder.parameters();
+  mae.collect_parameters(params);
+  for (auto* p : params)  // move off the symmetric init so every path carries gradient
+    for (std::int64_t i = 0; i < p->value.numel(); ++i) p->value[i] += 0.05 * std::sin(1.7 * double(i) + p->name.size());
+  Tensor<double> images(Shape{2, 2, 8, 8});
+  RandomStream rng(3, RngPurpose::test);
+  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = rng.uniform() * 2 - 1;
+  const auto masks = mim::Random<750>::make(2, 4, 4, 7, 0);
+  std::vector<GradCheckInput> inputs;
+  for (auto* p : params) inputs.push_back(grad_input(*p));
+  auto r = check_gradients([&](Tape<double>& t) { return mae.forward(t, encoder, images, masks).loss; }, inputs,
+                           {.max_entries_per_input = 12});
+  INFO(r.worst);
+  CHECK(r.max_error < 1e-5);  // bound as for the LocalMIM objective: sums over many small terms
+}
+
+TEST_CASE("dont_freeze_pe: blocks are the units; the patch embedding and cls keep training") {
+  auto data = testing::stripes(64, 3);
+  data::Transform plain{std::nullopt, std::nullopt, 0.0, data::Normalize::fashion_mnist()};
+  data::Loader loader(data, plain, {.batch_size = 16, .shuffle = false, .workers = 0});
+  nn::ViT<kSmall, float> encoder(1);
+  Objective objective(2);
+  // 4 units (blocks), linear 0.5, 8 steps, no warmup: block 0 freezes at j > 8 * 0.5 = 4.
+  freeze::FreezeController controller(freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, true}.fractions(4),
+                                      {2, 0, 4}, {.mode = freeze::LrMode::global_hard_freeze, .base_lr = 1e-3});
+  optim::AdamW<float> adam;
+  train::PretrainOptions opt;
+  opt.epochs = 2, opt.progress = false, opt.dont_freeze_pe = true;
+  train::Pretrainer trainer(encoder, objective, mim::Random<750>{}, controller, adam, opt);
+  REQUIRE(trainer.units().size() == 4);
+  for (std::int64_t g = 0; g < 8; ++g) {
+    if (g % 4 == 0) loader.start_epoch(std::uint64_t(g / 4));
+    trainer.step(loader.next()->images, g);
+  }
+  CHECK_FALSE(controller.is_active(0));
+  CHECK(encoder.blocks[0].mlp.fc1.weight.grad.empty());
+  CHECK_FALSE(adam.has_state(encoder.blocks[0].mlp.fc1.weight));
+  CHECK(adam.has_state(encoder.patch_embed.proj.weight));  // still trained after block 0 froze
+  CHECK(adam.state(encoder.patch_embed.proj.weight)->step == 8);
+  CHECK(adam.state(encoder.cls_token)->step == 8);
 }

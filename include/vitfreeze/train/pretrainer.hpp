@@ -61,6 +61,10 @@ struct PretrainOptions {
   // are keyed by (window, sample offset in the window), so A micro-batches of B equal one batch of
   // A*B. The iterations per epoch (and checkpoint_every_steps) must be multiples of it.
   int accumulation = 1;
+  // Keep the patch embedding (and cls token) training to the end: blocks are then units 0..depth-1
+  // (ViTFreeze's --dont_freeze_pe). Activation gradients must reach the patch embedding through the
+  // frozen blocks, so only their weight gradients are saved, whatever `semantics` says.
+  bool dont_freeze_pe = false;
 
   // Checkpoints: written to checkpoint_dir (when set) every `checkpoint_every_epochs` epochs and at
   // the end (0: never), every `checkpoint_every_steps` steps (0: never), and before a NumericError
@@ -234,6 +238,7 @@ class Pretrainer {
     r.set("semantics", options_.semantics == freeze::FreezeSemantics::truncate ? "truncate" : "vitfreeze");
     r.set("seed", options_.seed);
     r.set("accumulation", options_.accumulation);
+    r.set("dont_freeze_pe", options_.dont_freeze_pe);
     r.set("visible_patches", masking_.kept(Encoder::spec.grid(), Encoder::spec.grid()));
     r.set("adamw", io::Json(io::Json::Object{{"beta1", adam.beta1}, {"beta2", adam.beta2}, {"eps", adam.eps},
                                              {"weight_decay", adam.weight_decay}}));
@@ -397,20 +402,29 @@ class Pretrainer {
     }
   }
 
+  // Unit of block b: b + 1, or b when the patch embedding is not a unit (dont_freeze_pe).
+  int unit_of_block(int b) const { return b + (options_.dont_freeze_pe ? 0 : 1); }
+
   void build_units() {
     const int depth = Encoder::spec.depth;
-    units_.assign(std::size_t(depth) + 1, {});
-    encoder_.patch_embed.collect_parameters(units_[0]);
-    if (options_.semantics == freeze::FreezeSemantics::truncate)
-      units_[0].push_back(&encoder_.cls_token);
-    else
+    units_.assign(std::size_t(unit_of_block(depth - 1)) + 1, {});
+    if (options_.dont_freeze_pe) {
+      encoder_.patch_embed.collect_parameters(always_trained_);
       always_trained_.push_back(&encoder_.cls_token);
-    for (int b = 0; b < depth; ++b) encoder_.blocks[std::size_t(b)].collect_parameters(units_[std::size_t(b) + 1]);
+    } else {
+      encoder_.patch_embed.collect_parameters(units_[0]);
+      if (options_.semantics == freeze::FreezeSemantics::truncate)
+        units_[0].push_back(&encoder_.cls_token);
+      else
+        always_trained_.push_back(&encoder_.cls_token);
+    }
+    for (int b = 0; b < depth; ++b)
+      encoder_.blocks[std::size_t(b)].collect_parameters(units_[std::size_t(unit_of_block(b))]);
     encoder_.norm.collect_parameters(units_.back());
     if constexpr (ObjectiveWithTaps<Objective, T>) {
       // A tap's norm, decoder and head share its block's unit and freeze (are dropped) with it.
       for (int k = 0; k < objective_.tap_count(); ++k)
-        objective_.collect_tap_parameters(k, units_[std::size_t(objective_.tap_block(k)) + 1]);
+        objective_.collect_tap_parameters(k, units_[std::size_t(unit_of_block(objective_.tap_block(k)))]);
     } else {
       objective_.collect_parameters(units_.back());
     }
@@ -419,7 +433,7 @@ class Pretrainer {
   void drop_taps_of_unit(int u) {
     if constexpr (ObjectiveWithTaps<Objective, T>)
       for (int k = 0; k < objective_.tap_count(); ++k)
-        if (objective_.tap_block(k) + 1 == u && objective_.tap_active(k)) objective_.drop_tap(k);
+        if (unit_of_block(objective_.tap_block(k)) == u && objective_.tap_active(k)) objective_.drop_tap(k);
   }
 
   // The unit stops training: no gradient buffers, no optimiser state, no backward work.
