@@ -4,6 +4,8 @@
 // SIGKILL of a training child) is bit-exact with a freeze event in the resumed window; the NaN
 // policies; the step dump; timm/MAE export and all-or-nothing import.
 #include <doctest/doctest.h>
+
+#include "vitfreeze/testing/temp_dir.hpp"
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,20 +35,7 @@ using Objective = mim::Mae<kTiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads 
 using Encoder = nn::ViT<kTiny, float>;
 constexpr int kEpochs = 3;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("vitfreeze_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using vitfreeze::testing::TempDir;
 
 data::Dataset noise_images(int count) {
   data::Dataset d;
@@ -158,10 +147,10 @@ TEST_CASE("checkpoint names, scanning for the latest, pruning and stale temporar
   CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-12.safetensors"));
   CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-00001x.safetensors"));
   TempDir dir;
-  CHECK_FALSE(io::latest_checkpoint(dir.path));
+  CHECK_FALSE(io::latest_checkpoint(dir.path()));
   CHECK(io::list_checkpoints(dir / "absent").empty());
   for (std::int64_t s : {30, 5, 100, 7}) big_checkpoint(s).write(dir / io::checkpoint_file_name(s));
-  CHECK(io::latest_checkpoint(dir.path) == dir / "ckpt-000100.safetensors");  // by number, not by name order
+  CHECK(io::latest_checkpoint(dir.path()) == dir / "ckpt-000100.safetensors");  // by number, not by name order
 
   // A temporary of a dead writer is removed; one of a live process (this one) stays.
   const pid_t child = ::fork();
@@ -171,13 +160,13 @@ TEST_CASE("checkpoint names, scanning for the latest, pruning and stale temporar
   const fs::path live = dir / ("ckpt-000102.safetensors.tmp." + std::to_string(::getpid()));
   io::write_file_atomic(dead, std::string_view("partial"));
   io::write_file_atomic(live, std::string_view("partial"));
-  io::prune_checkpoints(dir.path, 2);
+  io::prune_checkpoints(dir.path(), 2);
   std::vector<std::int64_t> left;
-  for (const auto& c : io::list_checkpoints(dir.path)) left.push_back(c.iteration);
+  for (const auto& c : io::list_checkpoints(dir.path())) left.push_back(c.iteration);
   CHECK(left == std::vector<std::int64_t>{30, 100});
   CHECK_FALSE(fs::exists(dead));
   CHECK(fs::exists(live));
-  CHECK_THROWS_AS(io::prune_checkpoints(dir.path, 0), ConfigError);
+  CHECK_THROWS_AS(io::prune_checkpoints(dir.path(), 0), ConfigError);
 }
 
 TEST_CASE("safetensors header checksum: every flipped byte of a checkpoint is detected") {
@@ -228,12 +217,12 @@ TEST_CASE("safetensors header checksum: every flipped byte of a checkpoint is de
 
 TEST_CASE("checkpoint configuration: a different recipe or architecture is refused, listing every difference") {
   TempDir dir;
-  Run a(run_options(dir.path));
+  Run a(run_options(dir.path()));
   a.steps(0, 2);
   const fs::path file = a.trainer.save_checkpoint();
   CHECK(file.filename() == "ckpt-000002.safetensors");
 
-  auto opt = run_options(dir.path);
+  auto opt = run_options(dir.path());
   opt.seed = 6;
   opt.recipe.set("batch", 16);
   Run b(opt);
@@ -268,7 +257,7 @@ TEST_CASE("checkpoint configuration: a different recipe or architecture is refus
 
 TEST_CASE("a corrupt checkpoint is refused before anything is restored") {
   TempDir dir;
-  Run a(run_options(dir.path));
+  Run a(run_options(dir.path()));
   a.steps(0, 3);
   const fs::path file = a.trainer.save_checkpoint();
   auto bytes = io::read_file(file);
@@ -277,7 +266,7 @@ TEST_CASE("a corrupt checkpoint is refused before anything is restored") {
     auto f = bytes;
     f[at] ^= std::byte{0x04};
     io::write_file_atomic(dir / "bad.safetensors", f);
-    Run b(run_options(dir.path));
+    Run b(run_options(dir.path()));
     const auto before = snapshot(b);
     CHECK_THROWS_AS(b.trainer.load_checkpoint(dir / "bad.safetensors"), CheckpointError);
     CHECK(unchanged(b, before));
@@ -288,7 +277,7 @@ TEST_CASE("a corrupt checkpoint is refused before anything is restored") {
   bytes = io::read_file(newest);
   bytes.resize(bytes.size() / 2);
   io::write_file_atomic(newest, bytes);
-  Run c(run_options(dir.path));
+  Run c(run_options(dir.path()));
   CHECK(c.trainer.resume("auto") == file);
   CHECK(c.trainer.next_iteration() == 3);
 }
@@ -300,12 +289,12 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      for (std::int64_t s = next_step;; ++s) io::write_checkpoint(dir.path, s, big_checkpoint(s), 2);
+      for (std::int64_t s = next_step;; ++s) io::write_checkpoint(dir.path(), s, big_checkpoint(s), 2);
       ::_exit(0);
     }
     // On a loaded machine the first write may take a while: the first round waits for one file.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (io::list_checkpoints(dir.path).empty() && std::chrono::steady_clock::now() < deadline)
+    while (io::list_checkpoints(dir.path()).empty() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     RandomStream rng(9, RngPurpose::test, std::uint64_t(round));
     std::this_thread::sleep_for(std::chrono::microseconds(20000 + rng.below(60000)));
@@ -314,7 +303,7 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     ::waitpid(child, &status, 0);
     REQUIRE(WIFSIGNALED(status));
     // Every checkpoint present verifies, the newest holds its own step, and steps only grow.
-    const auto all = io::list_checkpoints(dir.path);
+    const auto all = io::list_checkpoints(dir.path());
     REQUIRE_FALSE(all.empty());
     io::Json arch = io::Json::object(), recipe = io::Json::object();
     arch.set("model", "big");
@@ -328,8 +317,8 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     last_seen = all.back().iteration;
     next_step = last_seen + 1;
   }
-  io::prune_checkpoints(dir.path, 2);
-  for (const auto& e : fs::directory_iterator(dir.path))
+  io::prune_checkpoints(dir.path(), 2);
+  for (const auto& e : fs::directory_iterator(dir.path()))
     CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);  // the dead writers' temporaries are gone
   MESSAGE("checkpoints written across 6 killed writers: " << last_seen);
 }
@@ -342,11 +331,11 @@ TEST_CASE("exact resume with fresh objects: k steps + checkpoint + k more == 2k 
     CAPTURE(k);
     TempDir dir;
     {
-      Run first(run_options(dir.path));
+      Run first(run_options(dir.path()));
       first.steps(0, k);
       first.trainer.save_checkpoint();
     }  // everything destroyed
-    Run second(run_options(dir.path));
+    Run second(run_options(dir.path()));
     REQUIRE(second.trainer.resume("auto") == dir / io::checkpoint_file_name(k));
     CHECK(second.controller.is_active(0) == (k <= 13));
     CHECK(second.encoder.patch_embed.proj.weight.trainable == (k <= 13));
@@ -363,7 +352,7 @@ TEST_CASE("exact resume after a real SIGKILL of a training process") {
   REQUIRE(child >= 0);
   if (child == 0) {
     try {
-      auto opt = run_options(dir.path);
+      auto opt = run_options(dir.path());
       opt.checkpoint_every_steps = 1;
       opt.keep_checkpoints = 3;
       Run r(opt);
@@ -376,17 +365,17 @@ TEST_CASE("exact resume after a real SIGKILL of a training process") {
   // Kill as soon as a checkpoint at iteration >= 5 exists: usually mid-step or mid-write.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (;;) {
-    const auto all = io::list_checkpoints(dir.path);
+    const auto all = io::list_checkpoints(dir.path());
     if ((!all.empty() && all.back().iteration >= 5) || std::chrono::steady_clock::now() > deadline) break;
   }
   ::kill(child, SIGKILL);
   int status = 0;
   ::waitpid(child, &status, 0);
-  const auto latest = io::list_checkpoints(dir.path);
+  const auto latest = io::list_checkpoints(dir.path());
   REQUIRE_FALSE(latest.empty());
   MESSAGE("child " << std::string(WIFSIGNALED(status) ? "killed" : "finished") << "; resuming from iteration "
                    << latest.back().iteration << " of 18");
-  Run resumed(run_options(dir.path));
+  Run resumed(run_options(dir.path()));
   REQUIRE(resumed.trainer.resume("auto"));
   CHECK(resumed.trainer.next_iteration() >= 5);
   resumed.trainer.fit(resumed.loader);
@@ -397,7 +386,7 @@ TEST_CASE("non-finite policy: stop saves the last good state, skip counts and go
   const Tensor<float> bad = Tensor<float>::full(Shape{8, 1, 8, 8}, NAN);
   SUBCASE("stop") {
     TempDir dir;
-    Run a(run_options(dir.path));
+    Run a(run_options(dir.path()));
     a.steps(0, 3);
     const auto before = snapshot(a);
     try {
@@ -409,7 +398,7 @@ TEST_CASE("non-finite policy: stop saves the last good state, skip counts and go
     }
     CHECK(unchanged(a, before));
     // The saved state is the one before the bad step, and training resumes from it exactly.
-    Run b(run_options(dir.path));
+    Run b(run_options(dir.path()));
     REQUIRE(b.trainer.resume("auto") == dir / "ckpt-000003.safetensors");
     CHECK(b.trainer.next_iteration() == 3);
     check_same_state(a, b);

@@ -2,6 +2,8 @@
 // against hand-computed values, and the loader's ordering, sharding, prefetch determinism and resume.
 // Fixtures are written into a fresh temporary directory by each test.
 #include <doctest/doctest.h>
+
+#include "vitfreeze/testing/temp_dir.hpp"
 #include <unistd.h>
 #include <zlib.h>
 
@@ -30,21 +32,7 @@ using Bytes = std::vector<std::uint8_t>;
 namespace {
 
 // A directory removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("vitfreeze_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using vitfreeze::testing::TempDir;
 
 void write_file(const fs::path& p, const Bytes& b, bool gzip = false) {
   fs::create_directories(p.parent_path());
@@ -102,7 +90,7 @@ TEST_CASE("IDX: gzip images and raw labels read back exactly through fashion_mni
   TempDir dir;
   write_file(dir / "t10k-images-idx3-ubyte.gz", idx_bytes(kIdxImagesMagic, {5, 2, 3}, small_pixels()), true);
   write_file(dir / "t10k-labels-idx1-ubyte", idx_bytes(kIdxLabelsMagic, {5}, kSmallLabels));
-  const Dataset d = fashion_mnist(dir.path, Split::test);
+  const Dataset d = fashion_mnist(dir.path(), Split::test);
   CHECK(d.count == 5);
   CHECK(d.channels == 1);
   CHECK(d.height == 2);
@@ -225,7 +213,7 @@ TEST_CASE("CIFAR-10: records read back in file order; truncated record and bad l
     }
     write_file(dir / ("data_batch_" + std::to_string(f) + ".bin"), b);
   }
-  const Dataset train = cifar10(dir.path, Split::train);
+  const Dataset train = cifar10(dir.path(), Split::train);
   CHECK(train.count == 10);
   CHECK(train.channels == 3);
   CHECK(train.height == 32);
@@ -246,7 +234,7 @@ TEST_CASE("CIFAR-10: records read back in file order; truncated record and bad l
   SUBCASE("truncated record") {
     test.resize(test.size() + 100, 7);
     write_file(dir / "test_batch.bin", test);
-    const DataError e = expect_data_error([&] { cifar10(dir.path, Split::test); });
+    const DataError e = expect_data_error([&] { cifar10(dir.path(), Split::test); });
     CHECK(e.file() == (dir / "test_batch.bin").string());
     CHECK(e.offset() == 2 * 3073);
     CHECK(contains(e.what(), "truncated record 2"));
@@ -256,13 +244,13 @@ TEST_CASE("CIFAR-10: records read back in file order; truncated record and bad l
   SUBCASE("label out of range") {
     test[3073] = 10;
     write_file(dir / "test_batch.bin", test);
-    const DataError e = expect_data_error([&] { cifar10(dir.path, Split::test); });
+    const DataError e = expect_data_error([&] { cifar10(dir.path(), Split::test); });
     CHECK(e.offset() == 3073);
     CHECK(contains(e.what(), "label 10"));
   }
   SUBCASE("gzip-compressed file is read the same") {
     write_file(dir / "test_batch.bin", test, true);
-    const Dataset t = cifar10(dir.path, Split::test);
+    const Dataset t = cifar10(dir.path(), Split::test);
     CHECK(t.count == 2);
     CHECK(t.labels == std::vector<std::int32_t>{0, 1});
   }
@@ -297,7 +285,7 @@ TEST_CASE("image_folder: sorted class folders, PNG to CHW, skips reported, bad i
   write_png(dir / "cat/z.PNG", rgb_image(4, 3, 0), 4, 3, 3);
   write_file(dir / "cat/notes.txt", {'h', 'i'});
 
-  Dataset d = image_folder(dir.path);
+  Dataset d = image_folder(dir.path());
   CHECK(d.count == 3);
   CHECK(d.num_classes == 2);
   CHECK(d.class_names == std::vector<std::string>{"cat", "dog"});
@@ -315,19 +303,19 @@ TEST_CASE("image_folder: sorted class folders, PNG to CHW, skips reported, bad i
   SUBCASE("grey conversion") {
     ImageFolderOptions o;
     o.channels = 1;
-    const Dataset g = image_folder(dir.path, o);
+    const Dataset g = image_folder(dir.path(), o);
     CHECK(g.channels == 1);
     CHECK(g.pixels.size() == 3 * 12);
   }
   SUBCASE("undecodable image: DataError naming the file, or skipped and counted") {
     write_file(dir / "dog/c_broken.png", {0x89, 'P', 'N', 'G', 1, 2, 3, 4, 5});
-    const DataError e = expect_data_error([&] { image_folder(dir.path); });
+    const DataError e = expect_data_error([&] { image_folder(dir.path()); });
     CHECK(e.file() == (dir / "dog/c_broken.png").string());
     CHECK(contains(e.what(), "c_broken.png"));
     CHECK(contains(e.what(), "(offset 0)"));
     ImageFolderOptions o;
     o.skip_bad = true;
-    const Dataset s = image_folder(dir.path, o);
+    const Dataset s = image_folder(dir.path(), o);
     CHECK(s.count == 3);
     REQUIRE(s.skipped.size() == 2);
     CHECK(contains(s.skipped[1].file, "c_broken.png"));
@@ -336,12 +324,12 @@ TEST_CASE("image_folder: sorted class folders, PNG to CHW, skips reported, bad i
   SUBCASE("an image of another size: error, unless a size to resize to is given") {
     Bytes flat(8 * 6 * 3, 77);  // uniform colour survives any normalised resampling
     write_png(dir / "dog/c_big.png", flat, 8, 6, 3);
-    const DataError e = expect_data_error([&] { image_folder(dir.path); });
+    const DataError e = expect_data_error([&] { image_folder(dir.path()); });
     CHECK(contains(e.what(), "8x6"));
     ImageFolderOptions o;
     o.height = 3;
     o.width = 4;
-    const Dataset r = image_folder(dir.path, o);
+    const Dataset r = image_folder(dir.path(), o);
     CHECK(r.count == 4);
     const auto big = r.image(3);
     CHECK(std::all_of(big.begin(), big.end(), [](std::uint8_t v) { return v == 77; }));

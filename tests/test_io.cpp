@@ -1,5 +1,7 @@
 // Tests for vitfreeze::io: JSON, CRC-32C, atomic files, safetensors, PNG, plots, metrics.
 #include <doctest/doctest.h>
+
+#include "vitfreeze/testing/temp_dir.hpp"
 #include <unistd.h>
 
 #include <cmath>
@@ -29,18 +31,7 @@ using namespace vitfreeze::io;
 namespace {
 
 // A fresh directory per test case, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("vitfreeze_test_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
+using vitfreeze::testing::TempDir;
 
 // A safetensors file from a header text and data bytes, with an honest length prefix.
 std::vector<std::byte> make_safetensors(const std::string& header, const std::vector<std::uint8_t>& data) {
@@ -216,7 +207,7 @@ TEST_CASE("atomic file: replace, and keep the old file when the writer throws") 
                   WriterFailed);
   CHECK(read_text_file(target) == "old contents");
   int entries = 0;
-  for (const auto& e : fs::directory_iterator(dir.path)) {
+  for (const auto& e : fs::directory_iterator(dir.path())) {
     ++entries;
     CHECK(e.path().filename() == "state.bin");  // no temporary left behind
   }
@@ -241,7 +232,7 @@ TEST_CASE("atomic file: I/O errors name the path") {
   } catch (const FileError& e) {
     CHECK(e.file() == (dir / "absent.bin").string());
   }
-  CHECK_THROWS_AS((void)read_file(dir.path), FileError);  // a directory is not a file
+  CHECK_THROWS_AS((void)read_file(dir.path()), FileError);  // a directory is not a file
 }
 
 // ---------------------------------------------------------------------------------------------
