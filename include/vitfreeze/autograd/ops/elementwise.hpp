@@ -13,6 +13,18 @@ template <CpuScalar T>
 Flat<T> flat(const Tensor<T>& t) {
   return Flat<T>(t.data(), t.numel());
 }
+// Registers Y as the result of an op whose Jacobian with respect to x is the identity (adding a
+// constant, reshaping): the backward passes dy through to dx unchanged.
+template <CpuScalar T>
+Var<T> identity_gradient_result(Tape<T>& tape, Var<T> x, Tensor<T> Y) {
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(std::move(Y), grad);
+  if (grad)
+    tape.record([x, y](Tape<T>& t) {
+      if (t.has_grad(y)) flat(t.grad(x)) += flat(t.grad(y));
+    });
+  return y;
+}
 }  // namespace detail
 
 // a + b, same shape.
@@ -45,26 +57,13 @@ Var<T> add_fixed(Tape<T>& tape, Var<T> x, const Tensor<T>& table) {
   Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> tab(table.data(), per);
   for (std::int64_t b = 0; b < X.dim(0); ++b)
     detail::Flat<T>(Y.data() + b * per, per) = detail::Flat<T>(X.data() + b * per, per) + tab;
-  const bool grad = tape.needs_grad(x);
-  Var<T> y = tape.result(Y, grad);
-  if (grad)
-    tape.record([x, y](Tape<T>& t) {
-      if (t.has_grad(y)) detail::flat(t.grad(x)) += detail::flat(t.grad(y));
-    });
-  return y;
+  return detail::identity_gradient_result(tape, x, Y);
 }
 
 // Same data, new shape.
 template <CpuScalar T>
 Var<T> reshape(Tape<T>& tape, Var<T> x, const Shape& shape) {
-  Tensor<T> Y = tape.value(x).view(shape);
-  const bool grad = tape.needs_grad(x);
-  Var<T> y = tape.result(Y, grad);
-  if (grad)
-    tape.record([x, y](Tape<T>& t) {
-      if (t.has_grad(y)) detail::flat(t.grad(x)) += detail::flat(t.grad(y));
-    });
-  return y;
+  return detail::identity_gradient_result(tape, x, tape.value(x).view(shape));
 }
 
 // s * x for a constant s (loss weights, mixup mixing).
