@@ -184,7 +184,6 @@ int run(const Args& args) {
 
     vf::train::PretrainOptions opt;
     opt.epochs = epochs;
-    opt.warmup_epochs = warmup;
     opt.seed = seed;
     opt.out_dir = out;
     opt.max_steps_per_epoch = steps_cap > 0 ? iters : -1;

@@ -34,8 +34,7 @@ class Mae {
     return {loss, pred, target};
   }
 
-  // MAE's decoder is trained to the end: it belongs to the last (never frozen) unit.
-  int unit_of_decoder(int last_unit) const { return last_unit; }
+  // The decoder is trained to the end: the trainer puts it in the last (never frozen) unit.
   void collect_parameters(nn::ParameterList<T>& out) { decoder.collect_parameters(out); }
 
   MaeDecoder<T> decoder;

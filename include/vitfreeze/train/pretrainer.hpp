@@ -43,10 +43,7 @@ concept ObjectiveWithTaps = requires(O& o, int k, nn::ParameterList<T>& list) {
 enum class NonFinitePolicy { stop, skip };
 
 struct PretrainOptions {
-  int epochs = 10;
-  int warmup_epochs = 1;
-  double base_lr = 1.5e-4 * 256 / 256;  // lr = blr * batch / 256 is applied by the caller
-  double min_lr = 1e-6;
+  int epochs = 10;  // LRs, warmup and freeze points come from the FreezeController
   std::uint64_t seed = 0;
   freeze::FreezeSemantics semantics = freeze::FreezeSemantics::truncate;
   NonFinitePolicy non_finite = NonFinitePolicy::stop;

@@ -116,10 +116,12 @@ Var<T> mean_tokens(Tape<T>& tape, Var<T> x, std::int64_t begin = 0) {
   if (grad)
     tape.record([x, y, B, Tn, D, n, begin](Tape<T>& t) {
       if (!t.has_grad(y)) return;
+      using Row = Eigen::Array<T, 1, Eigen::Dynamic>;
+      T* dx = t.grad(x).data();
+      const T* dy = t.grad(y).data();
       for (std::int64_t b = 0; b < B; ++b)
         for (std::int64_t i = 0; i < n; ++i)
-          for (std::int64_t d = 0; d < D; ++d)
-            t.grad(x)[(b * Tn + begin + i) * D + d] += t.grad(y)[b * D + d] / T(n);
+          Eigen::Map<Row>(dx + (b * Tn + begin + i) * D, D) += Eigen::Map<const Row>(dy + b * D, D) / T(n);
     });
   return y;
 }

@@ -7,14 +7,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "vitfreeze/backend/attention_shape.hpp"
 #include "vitfreeze/backend/cpu/gemm.hpp"
 
 namespace vitfreeze::cpu {
 
-struct AttentionShape {
-  std::int64_t batch, tokens, heads, head_dim;
-  std::int64_t dim() const { return heads * head_dim; }
-};
+using vitfreeze::AttentionShape;
 
 template <CpuScalar T>
 inline void softmax_rows_inplace(T* s, std::int64_t rows, std::int64_t cols) {

@@ -5,6 +5,7 @@
 // P[b, h, t, t'] are saved for the backward. Straightforward kernels, no tiling: one block per query
 // row (scores in shared memory), one block per key row for dK and dV. Deterministic (no atomics).
 // Also softmax_rows_inplace, as cpu::softmax_rows_inplace.
+#include "vitfreeze/backend/attention_shape.hpp"
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -14,11 +15,7 @@
 
 namespace vitfreeze::cuda {
 
-// Same fields as cpu::AttentionShape (which lives in an Eigen header that .cu files avoid).
-struct AttentionShape {
-  std::int64_t batch, tokens, heads, head_dim;
-  std::int64_t dim() const { return heads * head_dim; }
-};
+using vitfreeze::AttentionShape;
 
 namespace kernels {
 // Kernels are templates (on the element type, float here) so that several .cu files may include this
