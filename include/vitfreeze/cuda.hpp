@@ -4,6 +4,7 @@
 #include "vitfreeze/backend/cuda/adamw.cuh"
 #include "vitfreeze/backend/cuda/allocator.hpp"
 #include "vitfreeze/backend/cuda/attention.cuh"
+#include "vitfreeze/backend/cuda/attention_gemm.cuh"
 #include "vitfreeze/backend/cuda/check.hpp"
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/gelu.cuh"

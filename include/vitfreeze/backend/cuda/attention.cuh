@@ -17,7 +17,19 @@ namespace vitfreeze::cuda {
 
 using vitfreeze::AttentionShape;
 
+namespace detail {
+// Floats in the per-block shared row of the fallback kernels: T rounded up to a multiple of 4, plus 4
+// (why: attention_shared_bytes).
+__host__ __device__ constexpr std::int64_t attention_shared_floats(std::int64_t T) { return (T + 3) / 4 * 4 + 4; }
+}  // namespace detail
+
 namespace kernels {
+// Zeroes the shared-row padding [T, padded) (see detail::attention_shared_bytes) so that speculative
+// reads past T see defined values.
+__device__ __forceinline__ void zero_row_padding(float* row, std::int64_t T, std::int64_t padded) {
+  for (std::int64_t j = T + threadIdx.x; j < padded; j += blockDim.x) row[j] = 0.0f;
+}
+
 // Kernels are templates (on the element type, float here) so that several .cu files may include this
 // header: a non-template __global__ function would be defined once per translation unit.
 template <class F>
@@ -40,8 +52,9 @@ __global__ void softmax_rows(F* s, std::int64_t cols) {
 template <class F>
 __global__ void attention_forward(const float* qkv, float* out, float* probs, std::int64_t T, std::int64_t H,
                                   std::int64_t hd, float scale) {
-  extern __shared__ float p[];  // [T]
+  extern __shared__ float p[];  // [T], padded to detail::attention_shared_floats(T)
   const std::int64_t row = blockIdx.x;  // (b * H + h) * T + t
+  zero_row_padding(p, T, detail::attention_shared_floats(T));
   const std::int64_t t = row % T, h = row / T % H, b = row / (T * H);
   const std::int64_t D = H * hd, stride = 3 * D;
   const float* q = qkv + (b * T + t) * stride + h * hd;
@@ -78,8 +91,9 @@ template <class F>
 __global__ void attention_backward_query(const float* dout, const float* qkv, const float* probs, float* dqkv,
                                          float* dscores, std::int64_t T, std::int64_t H, std::int64_t hd,
                                          float scale) {
-  extern __shared__ float ds[];  // [T]
+  extern __shared__ float ds[];  // [T], padded to detail::attention_shared_floats(T)
   const std::int64_t row = blockIdx.x;
+  zero_row_padding(ds, T, detail::attention_shared_floats(T));
   const std::int64_t t = row % T, h = row / T % H, b = row / (T * H);
   const std::int64_t D = H * hd, stride = 3 * D;
   const float* dO = dout + (b * T + t) * D + h * hd;
@@ -134,8 +148,15 @@ __global__ void attention_backward_key(const float* dout, const float* qkv, cons
 }  // namespace kernels
 
 namespace detail {
+// Why the shared row is padded: compute-sanitizer on an H100 reported a 12-byte __shared__ read at
+// 0x540 in attention_forward for T = 17, i.e. p[16..18] (1 KiB reserved + 256 B of reduction
+// partials + 16 floats), past the 17 floats allocated. The final sum over j < T is unrolled by 4
+// with 16-byte loads; the PTX reads the 1-3 float tail one by one behind bound tests, so the wide
+// read is most likely ptxas merging those tail loads and discarding the unused lanes (the results
+// were right). Rounding T up to a multiple of 4 and adding 4 floats keeps any such load inside the
+// block's shared memory; the kernels zero the padding so it holds defined values.
 inline std::size_t attention_shared_bytes(const AttentionShape& s) {
-  const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(s.tokens);
+  const std::size_t bytes = sizeof(float) * static_cast<std::size_t>(detail::attention_shared_floats(s.tokens));
   if (bytes > 48 * 1024)
     throw ConfigError("cuda attention fallback: " + std::to_string(s.tokens) + " tokens exceed one block's shared memory");
   return bytes;

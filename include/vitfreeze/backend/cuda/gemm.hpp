@@ -5,6 +5,10 @@
 // the column-major transpose with the same ld, so C^T = op(B)^T op(A)^T is computed with the operands
 // swapped (cuBLASLt's A is our B, its B is our A, its m x n output is our N x M) and no copies.
 //
+// Strided batch (GemmBatch): batch.count independent GEMMs of that shape; entry i reads
+// A + i * stride_a and B + i * stride_b and writes C + i * stride_c (strides in elements). This is how
+// attention runs one small GEMM per (sample, head) in a single launch. Batched calls take no epilogue.
+//
 // Types: fp32 inputs -> fp32 output (true fp32, not TF32), or bf16 inputs -> bf16 or fp32 output; the
 // accumulation is fp32 in all cases. beta = 1 accumulates into C (weight gradients over micro-steps).
 //
@@ -21,6 +25,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -36,6 +41,10 @@ enum class Epilogue : std::uint32_t {
   gelu_aux_bias = CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
   dgelu = CUBLASLT_EPILOGUE_DGELU,
   bgradb = CUBLASLT_EPILOGUE_BGRADB,
+};
+
+struct GemmBatch {
+  std::int64_t count = 1, stride_a = 0, stride_b = 0, stride_c = 0;  // strides in elements
 };
 
 template <class Out>
@@ -75,11 +84,28 @@ void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribut
   check(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)), what);
 }
 
-inline MatrixLayoutPtr make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+// The alignment every batch entry's pointer has: entry i starts i * stride elements after `p`.
+inline std::uint32_t batched_alignment_of(const void* p, std::int64_t count, std::int64_t stride_bytes) {
+  const std::uint32_t base = alignment_of(p);
+  if (count <= 1) return base;
+  return std::min(base, alignment_of(reinterpret_cast<const void*>(static_cast<std::uintptr_t>(stride_bytes))));
+}
+
+inline MatrixLayoutPtr make_layout(cudaDataType_t type, std::int64_t rows, std::int64_t cols, std::int64_t ld,
+                                   std::int64_t batch_count, std::int64_t batch_stride) {
   cublasLtMatrixLayout_t layout = nullptr;
   check(cublasLtMatrixLayoutCreate(&layout, type, static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols), ld),
         "cublasLtMatrixLayoutCreate");
-  return MatrixLayoutPtr(layout);
+  MatrixLayoutPtr owned(layout);
+  if (batch_count > 1) {
+    const auto count = static_cast<std::int32_t>(batch_count);  // cuBLASLt's attribute type
+    check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)),
+          "cublasLtMatrixLayoutSetAttribute(BATCH_COUNT)");
+    check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
+                                           sizeof(batch_stride)),
+          "cublasLtMatrixLayoutSetAttribute(STRIDED_BATCH_OFFSET)");
+  }
+  return owned;
 }
 
 inline std::string describe(const MatmulKey& k) {
@@ -87,7 +113,8 @@ inline std::string describe(const MatmulKey& k) {
          " trans_a=" + std::to_string(k.trans_a) + " trans_b=" + std::to_string(k.trans_b) +
          " lda=" + std::to_string(k.lda) + " ldb=" + std::to_string(k.ldb) + " ldc=" + std::to_string(k.ldc) +
          " epilogue=" + std::to_string(k.epilogue) + " types=" + std::to_string(k.input_type) + "->" +
-         std::to_string(k.output_type);
+         std::to_string(k.output_type) + " batch=" + std::to_string(k.batch_count) + " strides=" +
+         std::to_string(k.stride_a) + "," + std::to_string(k.stride_b) + "," + std::to_string(k.stride_c);
 }
 
 // Pointers change from call to call within one plan (same shape, same alignment).
@@ -112,9 +139,9 @@ inline MatmulPlan build_plan(CudaContext& ctx, const MatmulKey& k, const void* b
 
   const auto in = static_cast<cudaDataType_t>(k.input_type), out = static_cast<cudaDataType_t>(k.output_type);
   // Column-major views of the stored row-major operands: a stored [r, c] matrix is a column-major [c, r].
-  plan.a = make_layout(in, k.trans_b ? k.K : k.N, k.trans_b ? k.N : k.K, k.ldb);
-  plan.b = make_layout(in, k.trans_a ? k.M : k.K, k.trans_a ? k.K : k.M, k.lda);
-  plan.c = make_layout(out, k.N, k.M, k.ldc);
+  plan.a = make_layout(in, k.trans_b ? k.K : k.N, k.trans_b ? k.N : k.K, k.ldb, k.batch_count, k.stride_b);
+  plan.b = make_layout(in, k.trans_a ? k.M : k.K, k.trans_a ? k.K : k.M, k.lda, k.batch_count, k.stride_a);
+  plan.c = make_layout(out, k.N, k.M, k.ldc, k.batch_count, k.stride_c);
 
   cublasLtMatmulPreference_t pref_raw = nullptr;
   check(cublasLtMatmulPreferenceCreate(&pref_raw), "cublasLtMatmulPreferenceCreate");
@@ -146,11 +173,17 @@ template <class In, class Out>
   requires GemmTypes<In, Out>
 void gemm(CudaContext& ctx, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
           const In* A, std::int64_t lda, const In* B, std::int64_t ldb, float beta, Out* C, std::int64_t ldc,
-          const GemmEpilogue<Out>& epilogue = {}) {
-  if (M <= 0 || N <= 0) return;
+          const GemmEpilogue<Out>& epilogue = {}, const GemmBatch& batch = {}) {
+  if (M <= 0 || N <= 0 || batch.count == 0) return;
   if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N)
     throw ConfigError("cuda::gemm: leading dimension below the row length");
   const Epilogue kind = epilogue.kind;
+  if (batch.count < 0 || batch.count > INT32_MAX || batch.stride_a < 0 || batch.stride_b < 0 || batch.stride_c < 0)
+    throw ConfigError("cuda::gemm: batch count must be in [0, 2^31) and batch strides non-negative");
+  // Overlapping outputs would race between batch entries.
+  if (batch.count > 1 && batch.stride_c < (M - 1) * ldc + N)
+    throw ConfigError("cuda::gemm: batch stride_c smaller than one output matrix");
+  if (batch.count > 1 && kind != Epilogue::none) throw ConfigError("cuda::gemm: batched calls take no epilogue");
   const bool uses_bias = kind == Epilogue::bias || kind == Epilogue::gelu_aux_bias;
   const bool uses_aux = kind == Epilogue::gelu_aux_bias || kind == Epilogue::dgelu;
   if (uses_bias && !epilogue.bias) throw ConfigError("cuda::gemm: bias epilogue without a bias");
@@ -172,9 +205,14 @@ void gemm(CudaContext& ctx, bool trans_a, bool trans_b, std::int64_t M, std::int
   key.input_type = detail::cuda_type<In>();
   key.output_type = detail::cuda_type<Out>();
   key.epilogue = static_cast<std::uint32_t>(kind);
-  key.align_a = detail::alignment_of(A);
-  key.align_b = detail::alignment_of(B);
-  key.align_c = detail::alignment_of(C);
+  const std::int64_t count = batch.count;
+  key.batch_count = count;
+  key.stride_a = count > 1 ? batch.stride_a : 0;  // unused for one GEMM: keep single calls on one plan
+  key.stride_b = count > 1 ? batch.stride_b : 0;
+  key.stride_c = count > 1 ? batch.stride_c : 0;
+  key.align_a = detail::batched_alignment_of(A, count, key.stride_a * std::int64_t(sizeof(In)));
+  key.align_b = detail::batched_alignment_of(B, count, key.stride_b * std::int64_t(sizeof(In)));
+  key.align_c = detail::batched_alignment_of(C, count, key.stride_c * std::int64_t(sizeof(Out)));
   const void* bias_pointer = kind == Epilogue::bgradb ? static_cast<const void*>(epilogue.bias_grad)
                              : uses_bias                ? static_cast<const void*>(epilogue.bias)
                                                         : nullptr;

@@ -29,7 +29,7 @@ using MatrixLayoutPtr = std::unique_ptr<std::remove_pointer_t<cublasLtMatrixLayo
 using MatmulPreferencePtr =
     std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>, detail::MatmulPreferenceDeleter>;
 
-// Everything the heuristic's answer depends on. Pointer alignments are part of it: cuBLASLt picks
+// Everything the plan and the heuristic's answer depend on. Pointer alignments are part of it: cuBLASLt picks
 // kernels that assume them (a head inside a fused qkv buffer is only 4- or 16-byte aligned).
 struct MatmulKey {
   bool trans_a = false, trans_b = false;
@@ -37,6 +37,8 @@ struct MatmulKey {
   int input_type = 0, output_type = 0;  // cudaDataType_t
   std::uint32_t epilogue = 0;           // cublasLtEpilogue_t
   std::uint32_t align_a = 0, align_b = 0, align_c = 0, align_bias = 0, align_aux = 0;
+  // Strided batch (GemmBatch): count 1 and strides 0 for a single GEMM. The layouts carry them.
+  std::int64_t batch_count = 1, stride_a = 0, stride_b = 0, stride_c = 0;
   auto operator<=>(const MatmulKey&) const = default;
 };
 
