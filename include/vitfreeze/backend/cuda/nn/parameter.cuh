@@ -1,0 +1,115 @@
+#pragma once
+// A trainable tensor on the device, made from the host Parameter it mirrors (same name, same
+// initial values, so a model initialised on the CPU trains on the GPU unchanged):
+//   master   fp32 values, what AdamW updates and checkpoints read;
+//   working  the activation type's copy the GEMMs and kernels read (the master itself for fp32);
+//   grad, m, v  fp32, present only while the parameter trains: freezing releases all three.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "vitfreeze/autograd/parameter.hpp"
+#include "vitfreeze/backend/cuda/context.hpp"
+#include "vitfreeze/backend/cuda/elementwise.cuh"
+
+namespace vitfreeze::cuda::nn {
+
+// The buffer's memory as E* (a free function: inside templates, b.as<E>() would need `template`).
+template <class E>
+E* data_of(const DeviceBuffer& b) {
+  return static_cast<E*>(b.data());
+}
+
+template <DeviceScalar T>
+class DeviceParameter {
+ public:
+  DeviceParameter() = default;
+  DeviceParameter(CudaContext& ctx, const Parameter<float>& host)
+      : name(host.name), decay(host.decay), numel_(host.value.numel()), shape_(host.value.shape()) {
+    master_ = ctx.allocator().allocate(sizeof(float) * std::size_t(numel_));
+    check(cudaMemcpyAsync(master_.data(), host.value.data(), master_.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+          "cudaMemcpyAsync(parameter upload)");
+    if constexpr (!std::is_same_v<T, float>) {
+      working_ = ctx.allocator().allocate(sizeof(T) * std::size_t(numel_));
+      convert<T>(ctx, data_of<float>(master_), data_of<T>(working_), numel_);
+    }
+    if (host.trainable) unfreeze(ctx);
+  }
+
+  std::string name;
+  bool decay = true;
+  std::int64_t step = 0;  // AdamW updates so far
+
+  std::int64_t numel() const { return numel_; }
+  const Shape& shape() const { return shape_; }
+  bool trainable() const { return !grad_.empty(); }
+
+  const T* value() const {
+    if constexpr (std::is_same_v<T, float>)
+      return data_of<float>(master_);
+    else
+      return data_of<T>(working_);
+  }
+  float* master() const { return data_of<float>(master_); }
+  T* working_copy() const {  // null for fp32 (the master is read directly)
+    if constexpr (std::is_same_v<T, float>)
+      return nullptr;
+    else
+      return data_of<T>(working_);
+  }
+  float* grad() const { return data_of<float>(grad_); }
+  float* m() const { return data_of<float>(m_); }
+  float* v() const { return data_of<float>(v_); }
+
+  void zero_grad(CudaContext& ctx) const {
+    if (trainable()) check(cudaMemsetAsync(grad_.data(), 0, grad_.bytes(), ctx.stream()), "cudaMemsetAsync(grad)");
+  }
+  // Frozen: gradient and optimizer state go back to the allocator; nothing reaches this tensor again.
+  void freeze() {
+    grad_ = m_ = v_ = DeviceBuffer();
+  }
+  void unfreeze(CudaContext& ctx) {
+    if (trainable()) return;
+    const std::size_t bytes = sizeof(float) * std::size_t(numel_);
+    grad_ = ctx.allocator().allocate(bytes);
+    m_ = ctx.allocator().allocate(bytes);
+    v_ = ctx.allocator().allocate(bytes);
+    for (const DeviceBuffer* b : {&grad_, &m_, &v_})
+      check(cudaMemsetAsync(b->data(), 0, bytes, ctx.stream()), "cudaMemsetAsync(parameter state)");
+  }
+
+  // Host copies (wait for the stream).
+  void values_to_host(CudaContext& ctx, Parameter<float>& host) const { copy_out(ctx, master_, host.value); }
+  Tensor<float> grad_to_host(CudaContext& ctx) const {
+    Tensor<float> out(shape_);
+    if (!trainable()) throw ConfigError("DeviceParameter " + name + ": frozen, no gradient");
+    copy_out(ctx, grad_, out);
+    return out;
+  }
+
+ private:
+  void copy_out(CudaContext& ctx, const DeviceBuffer& from, const Tensor<float>& to) const {
+    expect_shape(to.shape(), shape_, ("DeviceParameter " + name).c_str());
+    check(cudaMemcpyAsync(to.data(), from.data(), to.bytes(), cudaMemcpyDeviceToHost, ctx.stream()),
+          "cudaMemcpyAsync(parameter download)");
+    ctx.synchronize();
+  }
+
+  std::int64_t numel_ = 0;
+  Shape shape_;
+  DeviceBuffer master_, working_, grad_, m_, v_;
+};
+
+template <DeviceScalar T>
+using DeviceParameterList = std::vector<DeviceParameter<T>*>;
+
+// A device buffer of n elements of E from the context's cache (uninitialised).
+template <class E>
+DeviceBuffer device_array(CudaContext& ctx, std::int64_t n) {
+  return ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(n > 0 ? n : 1));
+}
+
+}  // namespace vitfreeze::cuda::nn

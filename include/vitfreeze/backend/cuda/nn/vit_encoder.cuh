@@ -1,0 +1,137 @@
+#pragma once
+// nn::ViT on the device (masked-image-modeling input: the visible patches of each sample), made
+// from a host encoder so it starts from the same weights. Units as the freezing code counts them:
+// unit 0 = patch embedding and cls token, unit i = block i - 1; the final norm trains to the end.
+// A frozen prefix (truncate semantics) runs forward only, keeps no activations, and the backward
+// stops at the first trained block.
+#include <vector>
+
+#include "vitfreeze/backend/cuda/encoder_tokens.cuh"
+#include "vitfreeze/backend/cuda/nn/block.cuh"
+#include "vitfreeze/backend/cuda/patchify.cuh"
+#include "vitfreeze/backend/cuda/reduce.cuh"
+#include "vitfreeze/backend/cuda/tokens.cuh"
+#include "vitfreeze/nn/vit.hpp"
+
+namespace vitfreeze::cuda::nn {
+
+template <PrecisionPolicy P>
+class DeviceViT {
+ public:
+  using T = typename P::Activation;
+
+  struct Saved {
+    DeviceBuffer visible_patches;  // [B, K, C p p]
+    std::vector<typename DeviceBlock<P>::Saved> blocks;  // trained blocks only, from first_trained_block
+    DeviceBuffer last;              // input of the final norm
+    RowStatistics norm_stats;
+    std::int64_t batch = 0, keep = 0;
+  };
+
+  template <ViTSpec S>
+  DeviceViT(CudaContext& ctx, const vitfreeze::nn::ViT<S, float>& host)
+      : cls_token(ctx, host.cls_token), patch_embed(ctx, host.patch_embed.proj), norm(ctx, host.norm),
+        channels_(S.channels), image_(S.image), patch_(S.patch), patches_(S.tokens()), dim_(S.dim) {
+    for (const auto& b : host.blocks) blocks.emplace_back(ctx, b);
+    const Tensor<float>& pos = host.pos_embed();
+    DeviceBuffer staging = device_array<float>(ctx, pos.numel());
+    check(cudaMemcpyAsync(staging.data(), pos.data(), pos.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+          "cudaMemcpyAsync(pos_embed)");
+    pos_ = device_array<T>(ctx, pos.numel());
+    convert<T>(ctx, data_of<float>(staging), data_of<T>(pos_), pos.numel());
+  }
+
+  std::int64_t dim() const { return dim_; }
+  std::int64_t patches() const { return patches_; }
+  int units() const { return int(blocks.size()) + 1; }
+  int frozen_units() const { return frozen_units_; }
+
+  // Freezes units [0, n): their gradients and optimizer state are released.
+  void freeze_units(int n) {
+    if (n < 0 || n >= units()) throw ConfigError("DeviceViT: can freeze 0.." + std::to_string(units() - 1) + " units");
+    frozen_units_ = n;
+    if (n >= 1) {
+      cls_token.freeze();
+      patch_embed.weight.freeze();
+      patch_embed.bias.freeze();
+    }
+    for (int i = 0; i + 1 < n; ++i) {
+      DeviceParameterList<T> ps;
+      blocks[i].collect_parameters(ps);
+      for (auto* p : ps) p->freeze();
+    }
+  }
+
+  // images [B, C, H, W] (activation type), ids_keep [B, K] -> latent [B, 1 + K, D] after the final norm.
+  DeviceBuffer forward(CudaContext& ctx, const T* images, const std::int32_t* ids_keep, std::int64_t B, std::int64_t K,
+                       Saved* saved) const {
+    const std::int64_t patch_dim = channels_ * patch_ * patch_, rows = B * (K + 1);
+    const PatchGeometry g{B, channels_, image_, image_, patch_};
+    DeviceBuffer all_patches = device_array<T>(ctx, B * patches_ * patch_dim);
+    patchify<T>(ctx, images, data_of<T>(all_patches), g, PatchLayout::channel_major);
+    DeviceBuffer visible = device_array<T>(ctx, B * K * patch_dim);
+    gather_tokens_forward<T>(ctx, data_of<T>(all_patches), ids_keep, data_of<T>(visible), B, patches_, K, patch_dim);
+    DeviceBuffer embedded = device_array<T>(ctx, B * K * dim_);
+    patch_embed.forward(ctx, data_of<T>(visible), data_of<T>(embedded), B * K);
+    DeviceBuffer x = device_array<T>(ctx, rows * dim_);
+    assemble_encoder_tokens<T>(ctx, data_of<T>(embedded), cls_token.value(), data_of<T>(pos_), ids_keep, data_of<T>(x), B, K, dim_);
+
+    const int first_trained = first_trained_block();
+    if (saved) {
+      saved->visible_patches = visible;
+      saved->blocks.assign(blocks.size() - std::size_t(first_trained), {});
+      saved->batch = B;
+      saved->keep = K;
+    }
+    for (int i = 0; i < int(blocks.size()); ++i)
+      x = blocks[i].forward(ctx, x, B, K + 1, saved && i >= first_trained ? &saved->blocks[i - first_trained] : nullptr);
+    DeviceBuffer latent = device_array<T>(ctx, rows * dim_);
+    RowStatistics stats = RowStatistics::make(ctx, rows);
+    norm.forward(ctx, data_of<T>(x), data_of<T>(latent), stats, rows);
+    if (saved) {
+      saved->last = x;
+      saved->norm_stats = stats;
+    }
+    return latent;
+  }
+
+  // dlatent [B, 1 + K, D]: accumulates the gradients of every trained parameter.
+  void backward(CudaContext& ctx, const Saved& k, const T* dlatent) const {
+    const std::int64_t B = k.batch, K = k.keep, rows = B * (K + 1);
+    DeviceBuffer grad = device_array<T>(ctx, rows * dim_);
+    check(cudaMemsetAsync(grad.data(), 0, sizeof(T) * std::size_t(rows * dim_), ctx.stream()), "cudaMemsetAsync(grad)");
+    norm.backward(ctx, dlatent, data_of<T>(k.last), k.norm_stats, data_of<T>(grad), rows);
+    const int first_trained = first_trained_block();
+    const bool embedding_trains = frozen_units_ == 0;
+    for (int i = int(blocks.size()) - 1; i >= first_trained; --i)
+      blocks[i].backward(ctx, k.blocks[i - first_trained], grad, B, K + 1, i > first_trained || embedding_trains);
+    if (!embedding_trains) return;
+    DeviceBuffer dembedded = device_array<T>(ctx, B * K * dim_);
+    DeviceBuffer dcls_rows = device_array<T>(ctx, B * dim_);
+    split_encoder_token_grads<T>(ctx, data_of<T>(grad), data_of<T>(dembedded), data_of<T>(dcls_rows), B, K, dim_);
+    add_column_sums<T>(ctx, data_of<T>(dcls_rows), B, dim_, cls_token.grad());
+    patch_embed.backward(ctx, data_of<T>(dembedded), data_of<T>(k.visible_patches), nullptr, B * K);
+  }
+
+  void collect_parameters(DeviceParameterList<T>& out) {
+    out.push_back(&cls_token);
+    patch_embed.collect_parameters(out);
+    for (auto& b : blocks) b.collect_parameters(out);
+    norm.collect_parameters(out);
+  }
+
+  DeviceParameter<T> cls_token;
+  DeviceLinear<P> patch_embed;
+  std::vector<DeviceBlock<P>> blocks;
+  DeviceLayerNorm<P> norm;
+
+ private:
+  // Blocks before this one are frozen (unit i + 1 = block i).
+  int first_trained_block() const { return frozen_units_ <= 1 ? 0 : frozen_units_ - 1; }
+
+  std::int64_t channels_, image_, patch_, patches_, dim_;
+  DeviceBuffer pos_;  // [1 + L, D], zero cls row
+  int frozen_units_ = 0;
+};
+
+}  // namespace vitfreeze::cuda::nn
