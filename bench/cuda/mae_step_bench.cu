@@ -3,6 +3,8 @@
 // products only, nn/flops.hpp's count, x3 for training) and the time saved by freezing a prefix of
 // units (truncate semantics). The PyTorch reference on the same shapes is torch_mim_bench.py.
 //   mae_step_bench [model=b|ti] [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12]
+// With VITFREEZE_PROFILE_ONE_STEP set, it brackets one step with cudaProfilerStart/Stop and stops.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <vitfreeze/cuda.hpp>
@@ -73,7 +76,13 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   vc::DeviceBuffer loss = ctx.allocator().allocate(sizeof(double) * 2);
 
   double baseline_ms = 0;
-  for (int frozen : frozen_list) {
+  // Every frozen-prefix variant with the default attention path, then no freezing on the GEMM
+  // attention path when cuDNN's fused attention is compiled in (the A/B of the two paths).
+  std::vector<std::pair<int, bool>> runs;
+  for (int frozen : frozen_list) runs.emplace_back(frozen, true);
+  if (vn::AttentionPaths::cudnn_compiled()) runs.emplace_back(0, false);
+  for (auto [frozen, cudnn] : runs) {
+    ctx.service<vn::AttentionPaths>().cudnn_enabled = cudnn;
     vn::DeviceMae<P> model(ctx, *encoder, *mae);
     if (frozen > 0) model.encoder.freeze_units(frozen);
     vn::DeviceParameterList<vf::bf16> params;
@@ -86,6 +95,13 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
     };
     for (int i = 0; i < 3; ++i) step(i);  // plans, cache, clocks
     ctx.synchronize();
+    if (std::getenv("VITFREEZE_PROFILE_ONE_STEP")) {  // for `ncu --profile-from-start off`: one step only
+      vc::check(cudaProfilerStart(), "cudaProfilerStart");
+      step(3);
+      ctx.synchronize();
+      vc::check(cudaProfilerStop(), "cudaProfilerStop");
+      return;
+    }
     std::vector<float> ms;
     cudaEvent_t start, stop;
     vc::check(cudaEventCreate(&start), "cudaEventCreate");
@@ -105,15 +121,16 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
     vc::check(cudaMemcpy(&host_loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
-    if (frozen == 0) baseline_ms = median;
+    if (frozen == 0 && cudnn) baseline_ms = median;
     const auto stats = ctx.allocator().stats();
-    std::printf("frozen units %2d: step %.2f ms (min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
+    const char* path = !vn::AttentionPaths::cudnn_compiled() ? "gemm attention" : cudnn ? "cuDNN attention" : "gemm attention";
+    std::printf("%s, frozen units %2d: step %.2f ms (min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
                 "device memory in use+cached %.2f GiB, cudaMalloc calls %zu\n",
-                frozen, median, ms.front(), ms.back(), batch / (median / 1e3),
+                path, frozen, median, ms.front(), ms.back(), batch / (median / 1e3),
                 frozen == 0 ? flops_per_image * batch / (median / 1e3) / 1e12 : 0.0,
                 frozen == 0 ? "" : " (n/a)", host_loss, double(stats.bytes_in_use + stats.bytes_cached) / (1 << 30),
                 stats.malloc_calls);
-    if (frozen > 0 && baseline_ms > 0)
+    if (frozen > 0 && cudnn && baseline_ms > 0)
       std::printf("  saving vs no freezing: %.1f%% of step time\n", 100.0 * (1 - median / baseline_ms));
   }
 }

@@ -10,8 +10,11 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <type_traits>
+#include <typeindex>
+#include <typeinfo>
 
 #include "vitfreeze/backend/cuda/allocator.hpp"
 #include "vitfreeze/backend/cuda/check.hpp"
@@ -64,6 +67,16 @@ class CudaContext {
   void make_current() const { check(cudaSetDevice(device_), "cudaSetDevice"); }
   void synchronize() const { check(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize"); }
 
+  // The context's one instance of an optional per-stream service (e.g. the cuDNN attention plans),
+  // made on first use as S(*this) and destroyed with the context, before its memory. Keeps optional
+  // dependencies out of this header and avoids globals.
+  template <class S>
+  S& service() {
+    auto it = services_.find(std::type_index(typeid(S)));
+    if (it == services_.end()) it = services_.emplace(std::type_index(typeid(S)), std::make_shared<S>(*this)).first;
+    return *static_cast<S*>(it->second.get());
+  }
+
   // Uninitialised device tensor from the cache.
   template <class T>
   Tensor<T> empty(const Shape& shape) {
@@ -79,6 +92,7 @@ class CudaContext {
   std::unique_ptr<std::remove_pointer_t<cublasLtHandle_t>, detail::LtHandleDeleter> lt_;
   DeviceBuffer workspace_;
   MatmulPlanCache plans_;
+  std::map<std::type_index, std::shared_ptr<void>> services_;
 };
 
 }  // namespace vitfreeze::cuda

@@ -3,6 +3,7 @@
 // tokens, scatter their gradients back, and restore the full sequence with mask tokens.
 // One thread per element. Precondition of the scatters (true for masks, which are permutations):
 // ids are distinct within a sample, so no two threads add into the same element.
+#include <algorithm>
 #include <cstdint>
 
 #include "vitfreeze/backend/cuda/context.hpp"
@@ -61,16 +62,40 @@ __global__ void unshuffle_backward_tokens(const T* dout, const std::int32_t* ids
   }
 }
 
-// dmask_token[d] += sum of dout over every masked position; one thread per d, fixed order.
+// dmask_token[d] += sum of dout over every masked position, in two deterministic stages: blocks of
+// 32 columns x 8 row lanes each sum one chunk of the B*L positions into partial[chunk, d], then one
+// thread per column adds the chunks in order. (One thread per column over all positions left the
+// GPU idle: 7.6 ms for the MAE ViT-B decoder on an H100.)
+inline constexpr int kMaskColumns = 32, kMaskLanes = 8;
 template <DeviceScalar T>
-__global__ void unshuffle_backward_mask(const T* dout, const std::int32_t* ids_restore, float* dmask_token,
-                                        std::int64_t B, std::int64_t K, std::int64_t L, std::int64_t D) {
+__global__ void unshuffle_backward_mask_partials(const T* dout, const std::int32_t* ids_restore, float* partial,
+                                                 std::int64_t positions, std::int64_t chunk, std::int64_t K,
+                                                 std::int64_t L, std::int64_t D) {
+  __shared__ float lanes[kMaskLanes][kMaskColumns];
+  const std::int64_t d = blockIdx.x * std::int64_t(kMaskColumns) + threadIdx.x;
+  const std::int64_t first = blockIdx.y * chunk, last = std::min(first + chunk, positions);
+  float s = 0.0f;
+  if (d < D)
+    for (std::int64_t p = first + threadIdx.y; p < last; p += kMaskLanes)
+      if (ids_restore[p] >= K) {
+        const std::int64_t b = p / L, l = p % L;
+        s += to_float(dout[(b * (L + 1) + l + 1) * D + d]);
+      }
+  lanes[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && d < D) {
+    float t = 0.0f;
+    for (int k = 0; k < kMaskLanes; ++k) t += lanes[k][threadIdx.x];
+    partial[blockIdx.y * D + d] = t;
+  }
+}
+
+template <class F>
+__global__ void add_partial_columns(const F* partial, F* out, std::int64_t chunks, std::int64_t D) {
   VITFREEZE_GRID_STRIDE(d, D) {
-    float s = 0.0f;
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t l = 0; l < L; ++l)
-        if (ids_restore[b * L + l] >= K) s += to_float(dout[(b * (L + 1) + l + 1) * D + d]);
-    dmask_token[d] += s;
+    F t = 0;
+    for (std::int64_t c = 0; c < chunks; ++c) t += partial[c * D + d];
+    out[d] += t;
   }
 }
 #undef VITFREEZE_GRID_STRIDE
@@ -120,9 +145,17 @@ void unshuffle_backward(CudaContext& ctx, const T* dout, const std::int32_t* ids
     check_launch("unshuffle_backward_tokens");
   }
   if (dmask_token) {
-    kernels::unshuffle_backward_mask<T><<<detail::grid_for(D), detail::kBlock, 0, ctx.stream()>>>(
-        dout, ids_restore, dmask_token, B, K, L, D);
-    check_launch("unshuffle_backward_mask");
+    const std::int64_t positions = B * L;
+    const std::int64_t chunks = std::clamp<std::int64_t>(positions / 256, 1, 256);
+    const std::int64_t chunk = (positions + chunks - 1) / chunks;
+    DeviceBuffer partial = ctx.allocator().allocate(sizeof(float) * static_cast<std::size_t>(chunks * D));
+    const dim3 grid(static_cast<unsigned>((D + kernels::kMaskColumns - 1) / kernels::kMaskColumns), static_cast<unsigned>(chunks));
+    kernels::unshuffle_backward_mask_partials<T><<<grid, dim3(kernels::kMaskColumns, kernels::kMaskLanes), 0, ctx.stream()>>>(
+        dout, ids_restore, partial.as<float>(), positions, chunk, K, L, D);
+    check_launch("unshuffle_backward_mask_partials");
+    kernels::add_partial_columns<float><<<detail::grid_for(D), detail::kBlock, 0, ctx.stream()>>>(partial.as<float>(),
+                                                                                                 dmask_token, chunks, D);
+    check_launch("add_partial_columns");
   }
 }
 

@@ -1,31 +1,95 @@
 #pragma once
 // softmax(q k^T / sqrt(hd)) v over the fused qkv buffer [B, T, 3D] -> [B, T, D], picked by the
-// precision policy: bf16 runs on batched cuBLASLt GEMMs plus own softmax/permute kernels
-// (attention_gemm.cuh); fp32 runs the unfused fp32 kernels (attention.cuh), the exact reference.
+// precision policy and what the machine offers:
+//   bf16: cuDNN's fused flash attention (cudnn_sdpa.hpp) when the translation unit opts in with
+//         VITFREEZE_WITH_CUDNN and cuDNN supports the shape; otherwise batched cuBLASLt GEMMs plus
+//         own softmax/permute kernels (attention_gemm.cuh), with the reason printed once per shape;
+//   fp32: the unfused fp32 kernels (attention.cuh), the exact reference (cuDNN has no fp32 SDPA).
 // The backward overwrites dqkv.
 #include <cuda_runtime.h>
 
+#include <array>
+#include <cstdio>
+#include <set>
+#include <string>
 #include <type_traits>
 
 #include "vitfreeze/backend/cuda/attention.cuh"
 #include "vitfreeze/backend/cuda/attention_gemm.cuh"
 #include "vitfreeze/backend/cuda/nn/parameter.cuh"
 #include "vitfreeze/backend/cuda/nn/precision.hpp"
+#if defined(VITFREEZE_WITH_CUDNN)
+#include "vitfreeze/backend/cuda/cudnn_sdpa.hpp"
+#endif
 
 namespace vitfreeze::cuda::nn {
+
+// Per-context switch and memory of the attention path (a CudaContext service).
+struct AttentionPaths {
+  explicit AttentionPaths(CudaContext& ctx)
+#if defined(VITFREEZE_WITH_CUDNN)
+      : sdpa(ctx)
+#endif
+  {
+    (void)ctx;
+  }
+
+  bool cudnn_enabled = true;  // benchmarks turn it off to time the GEMM path
+
+  static constexpr bool cudnn_compiled() {
+#if defined(VITFREEZE_WITH_CUDNN)
+    return true;
+#else
+    return false;
+#endif
+  }
+
+  bool use_cudnn(const AttentionShape& s) {
+#if defined(VITFREEZE_WITH_CUDNN)
+    if (!cudnn_enabled) return false;
+    std::string why;
+    if (sdpa.supports(s, &why)) return true;
+    if (reported.insert({s.batch, s.tokens, s.heads, s.head_dim}).second)
+      std::fprintf(stderr, "vitfreeze: cuDNN attention unavailable for B=%lld T=%lld H=%lld hd=%lld (%s); using GEMM attention\n",
+                   (long long)s.batch, (long long)s.tokens, (long long)s.heads, (long long)s.head_dim, why.c_str());
+#else
+    (void)s;
+#endif
+    return false;
+  }
+
+#if defined(VITFREEZE_WITH_CUDNN)
+  CudnnSdpa sdpa;
+  std::set<std::array<std::int64_t, 4>> reported;
+#endif
+};
 
 template <PrecisionPolicy P>
 struct AttentionCore {
   using T = typename P::Activation;
-  static constexpr bool kGemmPath = std::is_same_v<T, bf16>;
+  static constexpr bool kBf16 = std::is_same_v<T, bf16>;
 
   struct Saved {
     DeviceBuffer probs;  // fp32 path: P [B, H, T, T]
-    std::conditional_t<kGemmPath, GemmAttentionSaved, char> gemm{};
+    DeviceBuffer stats;  // cuDNN path: fp32 log-sum-exp [B, H, T]
+    bool cudnn = false;
+    std::conditional_t<kBf16, GemmAttentionSaved, char> gemm{};
   };
 
   static void forward(CudaContext& ctx, const T* qkv, T* out, const AttentionShape& s, Saved* saved) {
-    if constexpr (kGemmPath) {
+    if constexpr (kBf16) {
+#if defined(VITFREEZE_WITH_CUDNN)
+      AttentionPaths& paths = ctx.service<AttentionPaths>();
+      if (paths.use_cudnn(s)) {
+        DeviceBuffer stats = saved ? device_array<float>(ctx, s.batch * s.heads * s.tokens) : DeviceBuffer();
+        paths.sdpa.forward(qkv, out, saved ? data_of<float>(stats) : nullptr, s);
+        if (saved) {
+          saved->stats = stats;
+          saved->cudnn = true;
+        }
+        return;
+      }
+#endif
       if (saved)
         attention_forward_gemm(ctx, qkv, out, s, saved->gemm);
       else
@@ -37,11 +101,21 @@ struct AttentionCore {
     }
   }
 
-  static void backward(CudaContext& ctx, const T* dout, const T* qkv, const Saved& saved, T* dqkv, const AttentionShape& s) {
-    if constexpr (kGemmPath) {
+  // out: the forward's output (the cuDNN backward reads it).
+  static void backward(CudaContext& ctx, const T* dout, const T* qkv, const T* out, const Saved& saved, T* dqkv,
+                       const AttentionShape& s) {
+    if constexpr (kBf16) {
+#if defined(VITFREEZE_WITH_CUDNN)
+      if (saved.cudnn) {
+        ctx.service<AttentionPaths>().sdpa.backward(qkv, out, dout, data_of<float>(saved.stats), dqkv, s);
+        return;
+      }
+#endif
       (void)qkv;
+      (void)out;
       attention_backward_gemm(ctx, dout, saved.gemm, dqkv, s);
     } else {
+      (void)out;
       check(cudaMemsetAsync(dqkv, 0, sizeof(float) * std::size_t(s.batch * s.tokens * 3 * s.dim()), ctx.stream()),
             "cudaMemsetAsync(dqkv)");
       DeviceBuffer scratch = device_array<float>(ctx, s.batch * s.heads * s.tokens * s.tokens);

@@ -68,7 +68,7 @@ class DeviceBlock {
     DeviceBuffer dattn = device_array<T>(ctx, rows * D);
     proj.backward(ctx, g, data_of<T>(k.attn), data_of<T>(dattn), rows);
     DeviceBuffer dqkv = device_array<T>(ctx, rows * 3 * D);
-    AttentionCore<P>::backward(ctx, data_of<T>(dattn), data_of<T>(k.qkv), k.attention, data_of<T>(dqkv), s);
+    AttentionCore<P>::backward(ctx, data_of<T>(dattn), data_of<T>(k.qkv), data_of<T>(k.attn), k.attention, data_of<T>(dqkv), s);
     qkv.backward(ctx, data_of<T>(dqkv), data_of<T>(k.ln1), data_of<T>(dln), rows);  // LN1's own gradients need it
     norm1.backward(ctx, data_of<T>(dln), data_of<T>(k.x), k.stats1, need_input_grad ? g : nullptr, rows);  // g = d(x)
   }
