@@ -6,6 +6,8 @@
 // second step on. Exit 0 pass, 1 fail, 77 without a GPU.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -16,6 +18,7 @@
 #include "device_checks.hpp"
 #include "vitfreeze/backend/cuda/nn/mae.cuh"
 #include "vitfreeze/backend/cuda/nn/optimizer.cuh"
+#include "vitfreeze/backend/cuda/step_graph.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/mim/mae.hpp"
 
@@ -152,10 +155,83 @@ void check_freezing(DeviceChecker& c) {
   c.expect(trained_moved, "trained tensors changed by AdamW");
 }
 
+// The same three steps (a freeze before the third) run eagerly and through StepGraph: one capture,
+// replays, a recapture after the freeze. Fp32 runs deterministic kernels only, so losses and every
+// parameter must agree bit for bit; Bf16Mixed (cuDNN attention when compiled in, whose backward may
+// accumulate in any order) must capture and agree to bf16 rounding.
+template <vn::PrecisionPolicy P>
+void check_graph_replay(DeviceChecker& c, bool bitwise) {
+  using T = typename P::Activation;
+  HostModel host;
+  vc::CudaContext ctx;
+  std::vector<vf::Tensor<float>> images;
+  std::vector<vf::mim::MaskSet> masks;
+  for (int i = 0; i < 3; ++i) {
+    images.push_back(vc::to_device(ctx, random_images(10 + i)));
+    masks.push_back(vf::mim::Random<750>::make(kBatch, kSpec.grid(), kSpec.grid(), 6, std::uint64_t(i)));
+  }
+  vn::DeviceMae<P> eager(ctx, host.encoder, host.mae), graphed(ctx, host.encoder, host.mae);
+  vn::DeviceParameterList<T> pe, pg;
+  eager.collect_parameters(pe);
+  graphed.collect_parameters(pg);
+  vn::DeviceAdamW<T> opt_eager(pe, vf::optim::AdamWOptions{}), opt_graph(pg, vf::optim::AdamWOptions{});
+  vc::DeviceBuffer loss_eager = ctx.allocator().allocate(2 * sizeof(double));
+  vc::DeviceBuffer loss_graph = ctx.allocator().allocate(2 * sizeof(double));
+  vf::Tensor<float> static_images = ctx.empty<float>(images[0].shape());
+  vn::DeviceMasks static_masks = vn::DeviceMasks::upload(ctx, masks[0]);
+  vc::StepGraph graph;
+  const std::string tag = std::string("graph replay ") + P::name + ": ";
+  for (int i = 0; i < 3; ++i) {
+    if (i == 2) {  // a unit freezes: the graph must be captured again
+      eager.encoder.freeze_units(2);
+      graphed.encoder.freeze_units(2);
+    }
+    const double lr = 1e-3 * (i + 1);
+    const vn::DeviceMasks m = vn::DeviceMasks::upload(ctx, masks[i]);
+    opt_eager.zero_grad(ctx);
+    eager.forward_backward(ctx, images[i].data(), m, loss_eager.as<double>());
+    opt_eager.step(ctx, lr);
+
+    vc::check(cudaMemcpyAsync(static_images.data(), images[i].data(), images[i].bytes(), cudaMemcpyDeviceToDevice, ctx.stream()),
+              "cudaMemcpyAsync(images)");
+    static_masks.assign(ctx, masks[i]);
+    opt_graph.stage(ctx, lr);
+    graph.run(ctx, std::uint64_t(graphed.encoder.frozen_units()), [&] {
+      opt_graph.zero_grad(ctx);
+      graphed.forward_backward(ctx, static_images.data(), static_masks, loss_graph.as<double>());
+      opt_graph.launch(ctx);
+    });
+    double le = 0, lg = 0;
+    vc::check(cudaMemcpyAsync(&le, loss_eager.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx.stream()), "loss");
+    vc::check(cudaMemcpyAsync(&lg, loss_graph.data(), sizeof(double), cudaMemcpyDeviceToHost, ctx.stream()), "loss");
+    ctx.synchronize();
+    if (bitwise)
+      c.expect(le == lg, tag + "step " + std::to_string(i) + " loss identical (" + std::to_string(le) + ")");
+    else
+      c.close(tag + "step " + std::to_string(i) + " loss", std::vector<double>{lg}, std::vector<double>{le}, 1e-2);
+  }
+  c.expect(graph.captures() == 2, tag + "captured twice (before and after the freeze), got " + std::to_string(graph.captures()));
+  bool identical = true;
+  double worst = 0;
+  for (std::size_t i = 0; i < pe.size(); ++i) {
+    vf::Parameter<float> a(pe[i]->name, pe[i]->shape(), true), b(pg[i]->name, pg[i]->shape(), true);
+    pe[i]->values_to_host(ctx, a);
+    pg[i]->values_to_host(ctx, b);
+    identical = identical && std::memcmp(a.value.data(), b.value.data(), a.value.bytes()) == 0;
+    for (std::int64_t k = 0; k < a.value.numel(); ++k) worst = std::max(worst, double(std::abs(a.value[k] - b.value[k])));
+  }
+  if (bitwise)
+    c.expect(identical, tag + "every parameter bit-identical to the eager run after 3 steps");
+  else
+    c.expect(worst < 1e-3, tag + "parameters within 1e-3 of the eager run (max diff " + std::to_string(worst) + ")");
+}
+
 void device_checks(DeviceChecker& c) {
   compare_step<vn::Fp32>(c, 1e-5, 1e-4);
   compare_step<vn::Bf16Mixed>(c, 2e-2, 4e-2);  // largest seen on an H100: 1.9e-2
   check_freezing(c);
+  check_graph_replay<vn::Fp32>(c, true);
+  check_graph_replay<vn::Bf16Mixed>(c, false);
 }
 
 }  // namespace

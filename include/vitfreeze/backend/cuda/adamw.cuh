@@ -70,8 +70,11 @@ __global__ void adamw(const AdamWSlice* slices, F beta1, F beta2, F eps) {
 }
 }  // namespace kernels
 
+// The per-tensor table of one update (learning rates and bias corrections folded in), built on the
+// host; largest_out receives the largest tensor's size (the launch's grid width).
 template <AdamWHyperParameters Options>
-void adamw_step(CudaContext& ctx, std::span<const AdamWTensor> tensors, const Options& options) {
+std::vector<kernels::AdamWSlice> adamw_table(std::span<const AdamWTensor> tensors, const Options& options,
+                                             std::int64_t* largest_out) {
   std::vector<kernels::AdamWSlice> slices;
   std::int64_t largest = 0;
   for (const AdamWTensor& t : tensors) {
@@ -84,19 +87,36 @@ void adamw_step(CudaContext& ctx, std::span<const AdamWTensor> tensors, const Op
                       static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2))});
     largest = std::max(largest, t.numel);
   }
+  *largest_out = largest;
+  return slices;
+}
+
+// The update itself from a table already on the device: no host copy, so a CUDA graph can capture
+// it and later replays read whatever table was uploaded to the same address before each replay.
+template <AdamWHyperParameters Options>
+void adamw_launch(CudaContext& ctx, const kernels::AdamWSlice* device_table, std::size_t count, std::int64_t largest,
+                  const Options& options) {
+  if (count == 0) return;
+  const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
+  constexpr std::size_t kMaxGridY = 65535;
+  for (std::size_t first = 0; first < count; first += kMaxGridY) {
+    const auto n = static_cast<unsigned>(std::min(kMaxGridY, count - first));
+    kernels::adamw<float><<<dim3(blocks_x, n), detail::kBlock, 0, ctx.stream()>>>(
+        device_table + first, static_cast<float>(options.beta1), static_cast<float>(options.beta2),
+        static_cast<float>(options.eps));
+    check_launch("adamw");
+  }
+}
+
+template <AdamWHyperParameters Options>
+void adamw_step(CudaContext& ctx, std::span<const AdamWTensor> tensors, const Options& options) {
+  std::int64_t largest = 0;
+  const std::vector<kernels::AdamWSlice> slices = adamw_table(tensors, options, &largest);
   if (slices.empty()) return;
   DeviceBuffer table = ctx.allocator().allocate(sizeof(kernels::AdamWSlice) * slices.size());
   check(cudaMemcpyAsync(table.data(), slices.data(), table.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
         "cudaMemcpyAsync(AdamW tensor table)");
-  const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
-  constexpr std::size_t kMaxGridY = 65535;
-  for (std::size_t first = 0; first < slices.size(); first += kMaxGridY) {
-    const auto count = static_cast<unsigned>(std::min(kMaxGridY, slices.size() - first));
-    kernels::adamw<float><<<dim3(blocks_x, count), detail::kBlock, 0, ctx.stream()>>>(
-        table.as<kernels::AdamWSlice>() + first, static_cast<float>(options.beta1), static_cast<float>(options.beta2),
-        static_cast<float>(options.eps));
-    check_launch("adamw");
-  }
+  adamw_launch(ctx, table.as<kernels::AdamWSlice>(), slices.size(), largest, options);
 }
 
 }  // namespace vitfreeze::cuda

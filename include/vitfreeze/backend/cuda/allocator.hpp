@@ -140,13 +140,22 @@ class DeviceAllocator {
     const std::size_t cls = size_class(bytes);
     void* p = pool_->take(cls);
     std::shared_ptr<detail::DevicePool> pool = pool_;
+    DeviceBuffer buffer;
     try {
-      return DeviceBuffer(std::shared_ptr<void>(p, [pool, cls](void* q) { pool->give_back(q, cls); }), bytes);
+      buffer = DeviceBuffer(std::shared_ptr<void>(p, [pool, cls](void* q) { pool->give_back(q, cls); }), bytes);
     } catch (...) {  // the control block could not be allocated
       pool_->give_back(p, cls);
       throw;
     }
+    if (holder_) holder_->push_back(buffer);
+    return buffer;
   }
+
+  // While a holder is set, every block handed out is also kept in it, so it cannot return to the
+  // cache when its users drop it. A captured CUDA graph replays into the addresses it was captured
+  // with; holding them for the graph's lifetime keeps anyone else from being given them.
+  // (Used by one host thread at a time, like the context that owns this allocator.)
+  void hold_allocations_in(std::vector<DeviceBuffer>* holder) { holder_ = holder; }
 
   // A device tensor (uninitialised) whose buffer returns to this cache when its last view dies.
   template <class T>
@@ -161,6 +170,7 @@ class DeviceAllocator {
 
  private:
   std::shared_ptr<detail::DevicePool> pool_;
+  std::vector<DeviceBuffer>* holder_ = nullptr;
 };
 
 }  // namespace vitfreeze::cuda

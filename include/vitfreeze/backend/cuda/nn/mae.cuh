@@ -25,31 +25,45 @@ struct DeviceMasks {
   double weight_sum = 0;               // removed patches in the batch
 
   static DeviceMasks upload(CudaContext& ctx, const mim::MaskSet& m) {
+    DeviceMasks d;
+    d.assign(ctx, m);
+    return d;
+  }
+
+  // Copies new masks into these buffers (allocated on first use). Later batches must have the same
+  // shape and the same number of removed patches, so that a captured step (StepGraph), which reads
+  // these addresses and was built with this weight sum, stays valid.
+  void assign(CudaContext& ctx, const mim::MaskSet& m) {
     if (m.views != 1 || !m.source_image.empty())
       throw ConfigError("cuda MAE: only per-image random or block masks (one view, no windows)");
-    DeviceMasks d;
-    d.batch = m.batch;
-    d.patches = m.patches;
-    d.keep = m.keep;
     std::vector<float> weight(std::size_t(m.batch) * std::size_t(m.patches + 1), 0.0f);
+    double removed = 0;
     for (std::int64_t b = 0; b < m.batch; ++b)
       for (std::int64_t l = 0; l < m.patches; ++l) {
         const float w = m.mask[b * m.patches + l] ? 1.0f : 0.0f;
         weight[std::size_t(b * (m.patches + 1) + 1 + l)] = w;
-        d.weight_sum += w;
+        removed += w;
       }
-    d.ids_keep = copy_up(ctx, m.ids_keep.data(), m.ids_keep.bytes());
-    d.ids_restore = copy_up(ctx, m.ids_restore.data(), m.ids_restore.bytes());
-    d.loss_weight = copy_up(ctx, weight.data(), weight.size() * sizeof(float));
-    return d;
-  }
-
- private:
-  static DeviceBuffer copy_up(CudaContext& ctx, const void* host, std::size_t bytes) {
-    DeviceBuffer b = ctx.allocator().allocate(bytes);
-    check(cudaMemcpyAsync(b.data(), host, bytes, cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(masks)");
-    // pageable source: staged before the call returns, so the host vector may go
-    return b;
+    if (!ids_keep.empty() && (m.batch != batch || m.patches != patches || m.keep != keep || removed != weight_sum))
+      throw ShapeError("DeviceMasks::assign: new masks differ in shape or removed count from these buffers");
+    if (ids_keep.empty()) {
+      ids_keep = ctx.allocator().allocate(m.ids_keep.bytes());
+      ids_restore = ctx.allocator().allocate(m.ids_restore.bytes());
+      loss_weight = ctx.allocator().allocate(weight.size() * sizeof(float));
+    }
+    batch = m.batch;
+    patches = m.patches;
+    keep = m.keep;
+    weight_sum = removed;
+    // Pageable sources: staged before each call returns, so the host vectors may go.
+    check(cudaMemcpyAsync(ids_keep.data(), m.ids_keep.data(), m.ids_keep.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+          "cudaMemcpyAsync(ids_keep)");
+    check(cudaMemcpyAsync(ids_restore.data(), m.ids_restore.data(), m.ids_restore.bytes(), cudaMemcpyHostToDevice,
+                          ctx.stream()),
+          "cudaMemcpyAsync(ids_restore)");
+    check(cudaMemcpyAsync(loss_weight.data(), weight.data(), weight.size() * sizeof(float), cudaMemcpyHostToDevice,
+                          ctx.stream()),
+          "cudaMemcpyAsync(loss weights)");
   }
 };
 

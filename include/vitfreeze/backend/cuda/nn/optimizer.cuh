@@ -2,6 +2,8 @@
 // AdamW over device parameters: one fused launch for every trained tensor (adamw.cuh), fp32
 // master weights and moments, the bf16 working copies rewritten in the same pass. Frozen tensors
 // (no gradient buffer) are skipped and keep their values bit for bit.
+#include <algorithm>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -22,6 +24,14 @@ class DeviceAdamW {
   }
 
   void step(CudaContext& ctx, double lr) {
+    stage(ctx, lr);
+    launch(ctx);
+  }
+
+  // The two halves of step(), for CUDA-graph replay: stage() counts the step and uploads this step's
+  // table (learning rates, bias corrections) to a buffer whose address stays fixed while the set of
+  // trained tensors does; launch() enqueues the update reading it, and is what a graph captures.
+  void stage(CudaContext& ctx, double lr) {
     tensors_.clear();
     for (auto* p : parameters_) {
       if (!p->trainable()) continue;
@@ -30,8 +40,19 @@ class DeviceAdamW {
       if constexpr (std::is_same_v<T, bf16>) working_copy = p->working_copy();
       tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), working_copy, p->numel(), lr, p->decay, p->step});
     }
-    adamw_step(ctx, tensors_, options_);
+    const std::vector<kernels::AdamWSlice> table = adamw_table(std::span<const AdamWTensor>(tensors_), options_, &largest_);
+    count_ = table.size();
+    const std::size_t bytes = sizeof(kernels::AdamWSlice) * std::max<std::size_t>(count_, 1);
+    if (table_.empty() || table_.bytes() != bytes) table_ = ctx.allocator().allocate(bytes);
+    if (count_)
+      check(cudaMemcpyAsync(table_.data(), table.data(), sizeof(kernels::AdamWSlice) * count_, cudaMemcpyHostToDevice,
+                            ctx.stream()),
+            "cudaMemcpyAsync(AdamW table)");  // pageable source: staged before the call returns
   }
+  void launch(CudaContext& ctx) const {
+    adamw_launch(ctx, static_cast<const kernels::AdamWSlice*>(table_.data()), count_, largest_, options_);
+  }
+  std::size_t trained_tensors() const { return count_; }
 
   const optim::AdamWOptions& options() const { return options_; }
 
@@ -39,6 +60,9 @@ class DeviceAdamW {
   DeviceParameterList<T> parameters_;
   optim::AdamWOptions options_;
   std::vector<AdamWTensor> tensors_;
+  DeviceBuffer table_;
+  std::size_t count_ = 0;
+  std::int64_t largest_ = 0;
 };
 
 }  // namespace vitfreeze::cuda::nn
