@@ -23,6 +23,7 @@
 #include "vitfreeze/backend/cpu/loss.hpp"
 #include "vitfreeze/backend/cpu/patchify.hpp"
 #include "vitfreeze/backend/cpu/tokens.hpp"
+#include "vitfreeze/backend/cuda/elementwise.cuh"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 
@@ -319,19 +320,25 @@ void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
 
 // ---- LayerNorm ---------------------------------------------------------------------------------
 template <class T>
-void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t D) {
+// misalign: x starts one element past a 16-byte boundary, forcing the scalar (non-vector) paths.
+void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t D,
+                     bool misalign = false) {
   const double eps = 1e-5;
-  const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(D);
+  const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(D) +
+                          (misalign ? " misaligned" : "");
   const std::vector<T> x = stored<T>(rnd.uniform(rows * D, -2.0f, 3.0f)), res = stored<T>(rnd.uniform(rows * D));
   const std::vector<T> gamma = stored<T>(rnd.uniform(D, 0.5f, 1.5f)), beta = stored<T>(rnd.uniform(D));
   const Doubles xd = widen(x), gd = widen(gamma), bd = widen(beta);
   Doubles y(rows * D), mean(rows), rstd(rows);
   cpu::layernorm_forward<double>(xd.data(), gd.data(), bd.data(), y.data(), mean.data(), rstd.data(), rows, D, eps);
 
-  vf::Tensor<T> dx_in = upload(ctx, x), dg = upload(ctx, gamma), dbeta = upload(ctx, beta);
+  std::vector<T> x_padded = x;
+  if (misalign) x_padded.insert(x_padded.begin(), T(0.0f));
+  vf::Tensor<T> dx_buf = upload(ctx, x_padded), dg = upload(ctx, gamma), dbeta = upload(ctx, beta);
+  const T* xp = dx_buf.data() + (misalign ? 1 : 0);
   vf::Tensor<T> dy_out = poisoned<T>(ctx, rows * D);
   vf::Tensor<float> dmean = poisoned<float>(ctx, rows), drstd = poisoned<float>(ctx, rows);
-  vc::layernorm_forward<T>(ctx, dx_in.data(), dg.data(), dbeta.data(), dy_out.data(), dmean.data(), drstd.data(), rows, D,
+  vc::layernorm_forward<T>(ctx, xp, dg.data(), dbeta.data(), dy_out.data(), dmean.data(), drstd.data(), rows, D,
                            eps);
   c.close("layernorm_forward y " + tag, fetch(ctx, dy_out), round_to<T>(y), tol_for<T>());
   c.close("layernorm_forward mean " + tag, fetch(ctx, dmean), mean, kTolF32);
@@ -345,7 +352,7 @@ void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t
     cpu::layernorm_forward<double>(h.data(), gd.data(), bd.data(), yh.data(), mh.data(), rh.data(), rows, D, eps);
     vf::Tensor<T> dres = upload(ctx, res), sum = poisoned<T>(ctx, rows * D), out = poisoned<T>(ctx, rows * D);
     vf::Tensor<float> m2 = poisoned<float>(ctx, rows), r2 = poisoned<float>(ctx, rows);
-    vc::residual_layernorm_forward<T>(ctx, dx_in.data(), dres.data(), sum.data(), dg.data(), dbeta.data(), out.data(),
+    vc::residual_layernorm_forward<T>(ctx, xp, dres.data(), sum.data(), dg.data(), dbeta.data(), out.data(),
                                       m2.data(), r2.data(), rows, D, eps);
     c.close("residual_layernorm_forward sum " + tag, fetch(ctx, sum), h, tol_for<T>());
     c.close("residual_layernorm_forward y " + tag, fetch(ctx, out), round_to<T>(yh), tol_for<T>());
@@ -360,7 +367,7 @@ void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t
                                     want_dg.data(), want_db.data(), rows, D);
     vf::Tensor<T> ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
     vf::Tensor<float> ddg = upload(ctx, dg0), ddb = upload(ctx, db0);
-    vc::layernorm_backward<T>(ctx, ddy.data(), dx_in.data(), dg.data(), dmean.data(), drstd.data(), ddx.data(),
+    vc::layernorm_backward<T>(ctx, ddy.data(), xp, dg.data(), dmean.data(), drstd.data(), ddx.data(),
                               ddg.data(), ddb.data(), rows, D);
     c.close("layernorm_backward dx " + tag, fetch(ctx, ddx), round_to<T>(want_dx), tol_for<T>());
     c.close("layernorm_backward dgamma " + tag, fetch(ctx, ddg), want_dg, std::is_same_v<T, float> ? kTolF32 : 1e-4);
@@ -370,8 +377,7 @@ void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t
 
 // ---- GELU --------------------------------------------------------------------------------------
 template <class T>
-void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd) {
-  const std::int64_t n = 3001;
+void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n) {
   const std::vector<T> x = stored<T>(rnd.uniform(n, -5.0f, 5.0f)), dy = stored<T>(rnd.uniform(n)),
                        dx0 = stored<T>(rnd.uniform(n));
   const Doubles xd = widen(x), dyd = widen(dy);
@@ -381,21 +387,43 @@ void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd) {
   vf::Tensor<T> dxin = upload(ctx, x), dyout = poisoned<T>(ctx, n), ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
   vc::gelu_forward<T>(ctx, dxin.data(), dyout.data(), n);
   vc::gelu_backward<T>(ctx, ddy.data(), dxin.data(), ddx.data(), n);
-  c.close(std::string("gelu_forward ") + type_name<T>(), fetch(ctx, dyout), round_to<T>(y), tol_for<T>());
-  c.close(std::string("gelu_backward (accumulating) ") + type_name<T>(), fetch(ctx, ddx), round_to<T>(dx), tol_for<T>());
+  const std::string tag = std::string(type_name<T>()) + " n=" + std::to_string(n);
+  c.close("gelu_forward " + tag, fetch(ctx, dyout), round_to<T>(y), tol_for<T>());
+  c.close("gelu_backward (accumulating) " + tag, fetch(ctx, ddx), round_to<T>(dx), tol_for<T>());
 }
 
 // ---- column sums, softmax, attention -----------------------------------------------------------
-void check_column_sums(vc::CudaContext& ctx, Checker& c, Random& rnd) {
-  const std::int64_t rows = 77, cols = 45;
-  const std::vector<float> x = rnd.uniform(rows * cols), out0 = rnd.uniform(cols);
+template <class T>
+void check_column_sums(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t cols) {
+  const std::vector<T> x = stored<T>(rnd.uniform(rows * cols));
+  const std::vector<float> out0 = rnd.uniform(cols);
   Doubles want = widen(out0);
   const Doubles xd = widen(x);
   for (std::int64_t r = 0; r < rows; ++r)
     for (std::int64_t j = 0; j < cols; ++j) want[j] += xd[r * cols + j];
-  vf::Tensor<float> dxm = upload(ctx, x), dout = upload(ctx, out0);
-  vc::add_column_sums<float>(ctx, dxm.data(), rows, cols, dout.data());
-  c.close("add_column_sums (accumulating)", fetch(ctx, dout), want, kTolF32);
+  vf::Tensor<T> dxm = upload(ctx, x);
+  vf::Tensor<float> dout = upload(ctx, out0);
+  vc::add_column_sums<T>(ctx, dxm.data(), rows, cols, dout.data());
+  const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(cols);
+  c.close("add_column_sums (accumulating) " + tag, fetch(ctx, dout), want, kTolF32);
+}
+
+// add_in_place and add_broadcast_in_place (period), vectorised when n and period are multiples of 8.
+template <class T>
+void check_add(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n, std::int64_t period) {
+  const std::vector<T> y0 = stored<T>(rnd.uniform(n)), x = stored<T>(rnd.uniform(n)), table = stored<T>(rnd.uniform(period));
+  const Doubles yd = widen(y0), xd = widen(x), td = widen(table);
+  Doubles want_sum(n), want_bc(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    want_sum[i] = yd[i] + xd[i];
+    want_bc[i] = yd[i] + td[i % period];
+  }
+  vf::Tensor<T> dy1 = upload(ctx, y0), dy2 = upload(ctx, y0), dxv = upload(ctx, x), dt = upload(ctx, table);
+  vc::add_in_place<T>(ctx, dy1.data(), dxv.data(), n);
+  vc::add_broadcast_in_place<T>(ctx, dy2.data(), dt.data(), period, n);
+  const std::string tag = std::string(type_name<T>()) + " n=" + std::to_string(n) + " period=" + std::to_string(period);
+  c.close("add_in_place " + tag, fetch(ctx, dy1), round_to<T>(want_sum), tol_for<T>());
+  c.close("add_broadcast_in_place " + tag, fetch(ctx, dy2), round_to<T>(want_bc), tol_for<T>());
 }
 
 void check_softmax(vc::CudaContext& ctx, Checker& c, Random& rnd) {
@@ -602,16 +630,42 @@ void run_device_checks(Checker& c) {
   section(c, "gemm epilogues f32", [&] { check_gemm_epilogues<float, float>(ctx, c, rnd); });
   section(c, "gemm epilogues bf16", [&] { check_gemm_epilogues<bf16, bf16>(ctx, c, rnd); });
   section(c, "gemm epilogues bf16->f32", [&] { check_gemm_epilogues<bf16, float>(ctx, c, rnd); });
+  // LayerNorm paths: 16-byte vectors in registers (D % 8 == 0 bf16, D % 4 == 0 f32, up to 8 vectors
+  // a lane), scalars in registers (misaligned or odd D up to 256), and the re-reading loop (wider);
+  // parameter gradients with one chunk (few rows) and many (3000 rows).
   section(c, "layernorm", [&] {
-    check_layernorm<float>(ctx, c, rnd, 13, 300);
+    check_layernorm<float>(ctx, c, rnd, 13, 300);    // f32 vectors, 3 a lane
     check_layernorm<float>(ctx, c, rnd, 5, 64);
-    check_layernorm<bf16>(ctx, c, rnd, 13, 300);
+    check_layernorm<bf16>(ctx, c, rnd, 13, 300);     // bf16 300 % 8 != 0: loop kernel
+    check_layernorm<bf16>(ctx, c, rnd, 3000, 768);   // ViT-B encoder width, multi-chunk dgamma
+    check_layernorm<float>(ctx, c, rnd, 3001, 768);  // 6 vectors a lane, odd rows
+    check_layernorm<bf16>(ctx, c, rnd, 1001, 512);   // decoder width
+    check_layernorm<bf16>(ctx, c, rnd, 9, 192);      // fewer vectors than lanes
+    check_layernorm<bf16>(ctx, c, rnd, 7, 45);       // scalars in registers
+    check_layernorm<bf16>(ctx, c, rnd, 131, 64, true);
+    check_layernorm<float>(ctx, c, rnd, 11, 768, true);  // misaligned, too wide for registers: loop
+    check_layernorm<float>(ctx, c, rnd, 3, 2100);    // 17 f32 vectors a lane: loop
   });
   section(c, "gelu", [&] {
-    check_gelu<float>(ctx, c, rnd);
-    check_gelu<bf16>(ctx, c, rnd);
+    check_gelu<float>(ctx, c, rnd, 3001);
+    check_gelu<bf16>(ctx, c, rnd, 3001);
+    check_gelu<float>(ctx, c, rnd, 4096);
+    check_gelu<bf16>(ctx, c, rnd, 4096);
   });
-  section(c, "column sums", [&] { check_column_sums(ctx, c, rnd); });
+  section(c, "column sums", [&] {
+    check_column_sums<float>(ctx, c, rnd, 77, 45);    // scalar, one chunk
+    check_column_sums<float>(ctx, c, rnd, 1001, 45);  // scalar, many chunks
+    check_column_sums<float>(ctx, c, rnd, 3000, 768);
+    check_column_sums<bf16>(ctx, c, rnd, 3001, 768);
+    check_column_sums<bf16>(ctx, c, rnd, 256, 768);   // cls-token gradient shape
+  });
+  section(c, "add in place", [&] {
+    check_add<float>(ctx, c, rnd, 4096, 512);
+    check_add<bf16>(ctx, c, rnd, 4096, 512);
+    check_add<bf16>(ctx, c, rnd, 3003, 231);
+    check_add<bf16>(ctx, c, rnd, 4800, 12);  // n % 8 == 0 but period % 8 != 0: scalar
+    check_add<float>(ctx, c, rnd, 600, 12);  // f32 vectors: period % 4 == 0
+  });
   section(c, "softmax", [&] { check_softmax(ctx, c, rnd); });
   section(c, "attention", [&] {
     check_attention(ctx, c, rnd, {2, 17, 3, 8});

@@ -32,7 +32,68 @@ __device__ __forceinline__ T from_float(float x) {
   }
 }
 
+// ---- 16-byte vector access -------------------------------------------------------------------
+// Memory-bound kernels move 16 bytes per load/store (8 bf16 or 4 fp32) when the data allows it:
+// kVec<T> elements per vector. W == 1 is the scalar fallback for unaligned pointers or odd sizes.
+template <DeviceScalar T>
+inline constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+// p points at W consecutive elements (16-byte aligned when W == kVec<T>).
+template <DeviceScalar T, int W>
+__device__ __forceinline__ void load_vec(const T* p, float (&v)[W]) {
+  if constexpr (W == 1) {
+    v[0] = to_float(p[0]);
+  } else {
+    static_assert(W == kVec<T>, "vector width must be 1 or 16 bytes");
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    if constexpr (std::is_same_v<T, float>) {
+      v[0] = __uint_as_float(u.x), v[1] = __uint_as_float(u.y), v[2] = __uint_as_float(u.z), v[3] = __uint_as_float(u.w);
+    } else {  // two bf16 per word, element 0 in the low half (little endian)
+      const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        v[2 * i] = __uint_as_float(w[i] << 16);
+        v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+      }
+    }
+  }
+}
+
+template <DeviceScalar T, int W>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[W]) {
+  if constexpr (W == 1) {
+    p[0] = from_float<T>(v[0]);
+  } else {
+    static_assert(W == kVec<T>, "vector width must be 1 or 16 bytes");
+    uint4 u;
+    if constexpr (std::is_same_v<T, float>) {
+      u = make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]), __float_as_uint(v[3]));
+    } else {
+      unsigned w[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        w[i] = static_cast<unsigned>(from_float<T>(v[2 * i]).bits) | (static_cast<unsigned>(from_float<T>(v[2 * i + 1]).bits) << 16);
+      u = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+    *reinterpret_cast<uint4*>(p) = u;
+  }
+}
+
+// Host side: may a kernel use 16-byte vectors of T on these pointers (nullptr allowed) when every
+// row / period is a multiple of kVec<T> elements?
+inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+template <class... P>
+inline bool all_aligned16(const P*... p) { return (aligned16(p) && ...); }
+
 namespace detail {
+
+// Sum over the 32 lanes of a warp; every lane gets the result (butterfly: same order on every lane).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
 
 // Every kernel in this backend runs blocks of this many threads (a multiple of the warp size, which
 // the reductions below rely on).
