@@ -21,6 +21,7 @@
 
 #include "vitfreeze/backend/cuda/nn/mae.cuh"
 #include "vitfreeze/backend/cuda/nn/optimizer.cuh"
+#include "vitfreeze/backend/cuda/step_graph.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/nn/flops.hpp"
 
@@ -61,13 +62,15 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   constexpr int kSets = 4;
   std::vector<vf::Tensor<float>> images;
   std::vector<vn::DeviceMasks> masks;
+  std::vector<vf::mim::MaskSet> host_masks;
   const std::int64_t image_values = std::int64_t(batch) * S.channels * S.image * S.image;
   for (int k = 0; k < kSets; ++k) {
     vf::Tensor<float> host(vf::Shape{batch, S.channels, S.image, S.image});
     vf::RandomStream rs(11, vf::RngPurpose::test, std::uint64_t(k));
     for (std::int64_t i = 0; i < image_values; ++i) host[i] = 2 * rs.uniform_float() - 1;
     images.push_back(vc::to_device(ctx, host));
-    masks.push_back(vn::DeviceMasks::upload(ctx, vf::mim::Random<750>::make(batch, S.grid(), S.grid(), 7, std::uint64_t(k))));
+    host_masks.push_back(vf::mim::Random<750>::make(batch, S.grid(), S.grid(), 7, std::uint64_t(k)));
+    masks.push_back(vn::DeviceMasks::upload(ctx, host_masks.back()));
   }
   const int keep = vf::mim::Random<750>::kept(S.grid(), S.grid());
   const double flops_per_image = double(mae_training_flops(S, kMaeDecoder, keep));
@@ -76,22 +79,44 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   vc::DeviceBuffer loss = ctx.allocator().allocate(sizeof(double) * 2);
 
   double baseline_ms = 0;
-  // Every frozen-prefix variant with the default attention path, then no freezing on the GEMM
-  // attention path when cuDNN's fused attention is compiled in (the A/B of the two paths).
-  std::vector<std::pair<int, bool>> runs;
-  for (int frozen : frozen_list) runs.emplace_back(frozen, true);
-  if (vn::AttentionPaths::cudnn_compiled()) runs.emplace_back(0, false);
-  for (auto [frozen, cudnn] : runs) {
+  // Every frozen-prefix variant eagerly with the default attention path; then no freezing replayed
+  // as a CUDA graph, and no freezing on the GEMM attention path when cuDNN's is compiled in.
+  struct Variant {
+    int frozen;
+    bool cudnn, graph;
+  };
+  std::vector<Variant> runs;
+  for (int frozen : frozen_list) runs.push_back({frozen, true, false});
+  runs.push_back({0, true, true});
+  if (vn::AttentionPaths::cudnn_compiled()) runs.push_back({0, false, false});
+  for (auto [frozen, cudnn, graphed] : runs) {
     ctx.service<vn::AttentionPaths>().cudnn_enabled = cudnn;
     vn::DeviceMae<P> model(ctx, *encoder, *mae);
     if (frozen > 0) model.encoder.freeze_units(frozen);
     vn::DeviceParameterList<vf::bf16> params;
     model.collect_parameters(params);
     vn::DeviceAdamW<vf::bf16> optimizer(params, vf::optim::AdamWOptions{});
+    vf::Tensor<float> static_images = ctx.empty<float>(images[0].shape());
+    vn::DeviceMasks static_masks = vn::DeviceMasks::upload(ctx, host_masks[0]);
+    vc::StepGraph graph;
     auto step = [&](int i) {
-      optimizer.zero_grad(ctx);
-      model.forward_backward(ctx, images[i % kSets].data(), masks[i % kSets], loss.as<double>());
-      optimizer.step(ctx, 1.5e-4);
+      if (!graphed) {
+        optimizer.zero_grad(ctx);
+        model.forward_backward(ctx, images[i % kSets].data(), masks[i % kSets], loss.as<double>());
+        optimizer.step(ctx, 1.5e-4);
+        return;
+      }
+      // Inputs into the captured addresses, this step's AdamW table, then one graph launch.
+      vc::check(cudaMemcpyAsync(static_images.data(), images[i % kSets].data(), images[i % kSets].bytes(),
+                                cudaMemcpyDeviceToDevice, ctx.stream()),
+                "cudaMemcpyAsync(images)");
+      static_masks.assign(ctx, host_masks[i % kSets]);
+      optimizer.stage(ctx, 1.5e-4);
+      graph.run(ctx, std::uint64_t(frozen), [&] {
+        optimizer.zero_grad(ctx);
+        model.forward_backward(ctx, static_images.data(), static_masks, loss.as<double>());
+        optimizer.launch(ctx);
+      });
     };
     for (int i = 0; i < 3; ++i) step(i);  // plans, cache, clocks
     ctx.synchronize();
@@ -121,16 +146,17 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
     vc::check(cudaMemcpy(&host_loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
     std::sort(ms.begin(), ms.end());
     const double median = ms[ms.size() / 2];
-    if (frozen == 0 && cudnn) baseline_ms = median;
+    if (frozen == 0 && cudnn && !graphed) baseline_ms = median;
     const auto stats = ctx.allocator().stats();
-    const char* path = !vn::AttentionPaths::cudnn_compiled() ? "gemm attention" : cudnn ? "cuDNN attention" : "gemm attention";
+    const std::string path = std::string(!vn::AttentionPaths::cudnn_compiled() || !cudnn ? "gemm attention" : "cuDNN attention") +
+                             (graphed ? ", CUDA graph" : ", eager");
     std::printf("%s, frozen units %2d: step %.2f ms (min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
                 "device memory in use+cached %.2f GiB, cudaMalloc calls %zu\n",
-                path, frozen, median, ms.front(), ms.back(), batch / (median / 1e3),
+                path.c_str(), frozen, median, ms.front(), ms.back(), batch / (median / 1e3),
                 frozen == 0 ? flops_per_image * batch / (median / 1e3) / 1e12 : 0.0,
                 frozen == 0 ? "" : " (n/a)", host_loss, double(stats.bytes_in_use + stats.bytes_cached) / (1 << 30),
                 stats.malloc_calls);
-    if (frozen > 0 && cudnn && baseline_ms > 0)
+    if (frozen > 0 && cudnn && !graphed && baseline_ms > 0)
       std::printf("  saving vs no freezing: %.1f%% of step time\n", 100.0 * (1 - median / baseline_ms));
   }
 }

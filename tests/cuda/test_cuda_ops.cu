@@ -458,8 +458,10 @@ void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vc::At
 }
 
 // ---- tokens, patchify, loss --------------------------------------------------------------------
-void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd) {
-  const std::int64_t B = 3, L = 10, K = 4, D = 33;
+// The second shape has enough masked positions for the multi-chunk mask-token reduction.
+void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t B, std::int64_t L, std::int64_t K,
+                  std::int64_t D) {
+  const std::string tag = "B" + std::to_string(B) + " L" + std::to_string(L) + " K" + std::to_string(K) + " D" + std::to_string(D);
   const std::vector<std::int32_t> ids = rnd.permutation_prefixes(B, L, K);
   const std::vector<float> x = rnd.uniform(B * L * D), dout = rnd.uniform(B * K * D), dx0 = rnd.uniform(B * L * D);
   const Doubles xd = widen(x), dod = widen(dout);
@@ -471,8 +473,8 @@ void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd) {
                     ddx = upload(ctx, dx0);
   vc::gather_tokens_forward<float>(ctx, dxin.data(), dids.data(), dgo.data(), B, L, K, D);
   vc::gather_tokens_backward<float>(ctx, ddout.data(), dids.data(), ddx.data(), B, L, K, D);
-  c.close("gather_tokens_forward", fetch(ctx, dgo), out, kTolF32);
-  c.close("gather_tokens_backward (accumulating)", fetch(ctx, ddx), dx, kTolF32);
+  c.close("gather_tokens_forward " + tag, fetch(ctx, dgo), out, kTolF32);
+  c.close("gather_tokens_backward (accumulating) " + tag, fetch(ctx, ddx), dx, kTolF32);
 
   // ids_restore[b, l] = shuffled position of patch l (inverse of a full permutation).
   const std::vector<std::int32_t> order = rnd.permutation_prefixes(B, L, L);
@@ -491,9 +493,9 @@ void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd) {
                     ddus = upload(ctx, dus), ddxs = upload(ctx, dxs0), ddm = upload(ctx, dm0);
   vc::unshuffle_forward<float>(ctx, dxs_in.data(), dmask.data(), drestore.data(), duo.data(), B, K, L, D);
   vc::unshuffle_backward<float>(ctx, ddus.data(), drestore.data(), ddxs.data(), ddm.data(), B, K, L, D);
-  c.close("unshuffle_forward", fetch(ctx, duo), uout, kTolF32);
-  c.close("unshuffle_backward dx (accumulating)", fetch(ctx, ddxs), dxs, kTolF32);
-  c.close("unshuffle_backward dmask_token (accumulating)", fetch(ctx, ddm), dm, kTolF32);
+  c.close("unshuffle_forward " + tag, fetch(ctx, duo), uout, kTolF32);
+  c.close("unshuffle_backward dx (accumulating) " + tag, fetch(ctx, ddxs), dxs, kTolF32);
+  c.close("unshuffle_backward dmask_token (accumulating) " + tag, fetch(ctx, ddm), dm, kTolF32);
 }
 
 void check_patchify(vc::CudaContext& ctx, Checker& c, Random& rnd) {
@@ -671,7 +673,10 @@ void run_device_checks(Checker& c) {
     check_attention(ctx, c, rnd, {2, 17, 3, 8});
     check_attention(ctx, c, rnd, {1, 300, 2, 16});
   });
-  section(c, "tokens", [&] { check_tokens(ctx, c, rnd); });
+  section(c, "tokens", [&] {
+    check_tokens(ctx, c, rnd, 3, 10, 4, 33);
+    check_tokens(ctx, c, rnd, 40, 196, 49, 40);
+  });
   section(c, "patchify", [&] { check_patchify(ctx, c, rnd); });
   section(c, "masked mse", [&] { check_masked_mse(ctx, c, rnd); });
   section(c, "adamw", [&] { check_adamw(ctx, c, rnd); });
