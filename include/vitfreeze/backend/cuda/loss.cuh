@@ -29,9 +29,10 @@ __global__ void masked_mse_rows(const T* pred, const T* target, const float* wei
   }
 }
 
-// result[0] = sum loss / sum w, result[1] = sum w. One block.
+// result[0] = sum loss / sum w, result[1] = sum w (added to result when accumulate). One block.
 template <class F>
-__global__ void masked_mse_total(const double* row_loss, const double* row_weight, std::int64_t rows, double* result) {
+__global__ void masked_mse_total(const double* row_loss, const double* row_weight, std::int64_t rows, double* result,
+                                 bool accumulate) {
   double total = 0.0, wsum = 0.0;
   for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     total += row_loss[r];
@@ -40,8 +41,8 @@ __global__ void masked_mse_total(const double* row_loss, const double* row_weigh
   total = detail::block_sum(total);
   wsum = detail::block_sum(wsum);
   if (threadIdx.x == 0) {
-    result[0] = total / wsum;
-    result[1] = wsum;
+    result[0] = (accumulate ? result[0] : 0.0) + total / wsum;
+    result[1] = (accumulate ? result[1] : 0.0) + wsum;
   }
 }
 
@@ -58,11 +59,12 @@ __global__ void masked_mse_backward(double g, const T* pred, const T* target, co
 }
 }  // namespace kernels
 
-// Writes result_device[0] = loss and result_device[1] = sum of weights, without waiting for the GPU.
+// Writes result_device[0] = loss and result_device[1] = sum of weights, without waiting for the GPU;
+// accumulate adds them instead (a sum of several losses, e.g. LocalMIM's taps, stays on the device).
 // weight: [rows] fp32 or null (all rows count).
 template <DeviceScalar T>
 void masked_mse_forward_async(CudaContext& ctx, const T* pred, const T* target, const float* weight, std::int64_t rows,
-                              std::int64_t P, double* result_device) {
+                              std::int64_t P, double* result_device, bool accumulate = false) {
   if (rows <= 0) throw ConfigError("cuda::masked_mse_forward: no rows");
   DeviceBuffer scratch = ctx.allocator().allocate(sizeof(double) * 2 * static_cast<std::size_t>(rows));
   double* row_loss = scratch.as<double>();
@@ -70,7 +72,7 @@ void masked_mse_forward_async(CudaContext& ctx, const T* pred, const T* target, 
       pred, target, weight, P, row_loss, row_loss + rows);
   check_launch("masked_mse_rows");
   kernels::masked_mse_total<double><<<1, detail::kBlock, 0, ctx.stream()>>>(row_loss, row_loss + rows, rows,
-                                                                             result_device);
+                                                                             result_device, accumulate);
   check_launch("masked_mse_total");
 }  // scratch returns to the cache here; the stream runs the kernels before any later user of the block
 
