@@ -3,22 +3,16 @@
 // products only, nn/flops.hpp's count, x3 for training) and the time saved by freezing a prefix of
 // units (truncate semantics). The PyTorch reference on the same shapes is torch_mim_bench.py.
 //   mae_step_bench [model=b|ti] [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12]
-#include <cuda_runtime.h>
-
-#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include <vitfreeze/cuda.hpp>
-
+#include "step_bench.hpp"
 #include "vitfreeze/backend/cuda/nn/mae.cuh"
 #include "vitfreeze/backend/cuda/nn/optimizer.cuh"
-#include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/nn/flops.hpp"
 
 namespace {
@@ -40,10 +34,6 @@ constexpr std::int64_t mae_training_flops(const vf::ViTSpec& s, const vf::mim::D
   return 3 * f;
 }
 
-struct Timing {
-  double median_ms = 0, img_per_s = 0, tflops = 0;
-};
-
 template <vf::ViTSpec S>
 void run(const char* label, int batch, int steps, const std::vector<int>& frozen_list) {
   using P = vn::Bf16Mixed;
@@ -54,18 +44,10 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   auto encoder = std::make_unique<vf::nn::ViT<S, float>>(1);
   auto mae = std::make_unique<Mae>(1);
 
-  // Four batches of images and masks, rotated, so no step reads the previous step's inputs from L2.
-  constexpr int kSets = 4;
-  std::vector<vf::Tensor<float>> images;
+  const std::vector<vf::Tensor<float>> images = vf::bench::random_device_images(ctx, batch, S.channels, S.image);
   std::vector<vn::DeviceMasks> masks;
-  const std::int64_t image_values = std::int64_t(batch) * S.channels * S.image * S.image;
-  for (int k = 0; k < kSets; ++k) {
-    vf::Tensor<float> host(vf::Shape{batch, S.channels, S.image, S.image});
-    vf::RandomStream rs(11, vf::RngPurpose::test, std::uint64_t(k));
-    for (std::int64_t i = 0; i < image_values; ++i) host[i] = 2 * rs.uniform_float() - 1;
-    images.push_back(vc::to_device(ctx, host));
+  for (int k = 0; k < vf::bench::kInputSets; ++k)
     masks.push_back(vn::DeviceMasks::upload(ctx, vf::mim::Random<750>::make(batch, S.grid(), S.grid(), 7, std::uint64_t(k))));
-  }
   const int keep = vf::mim::Random<750>::kept(S.grid(), S.grid());
   const double flops_per_image = double(mae_training_flops(S, kMaeDecoder, keep));
   std::printf("matrix-product FLOPs per image and step: %.3f GFLOP (encoder tokens %d, decoder tokens %d)\n",
@@ -79,51 +61,13 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
     vn::DeviceParameterList<vf::bf16> params;
     model.collect_parameters(params);
     vn::DeviceAdamW<vf::bf16> optimizer(params, vf::optim::AdamWOptions{});
-    auto step = [&](int i) {
+    const vf::bench::StepTiming t = vf::bench::time_steps(ctx, steps, [&](int i) {
       optimizer.zero_grad(ctx);
-      model.forward_backward(ctx, images[i % kSets].data(), masks[i % kSets], loss.as<double>());
+      model.forward_backward(ctx, images[i % vf::bench::kInputSets].data(), masks[i % vf::bench::kInputSets], loss.as<double>());
       optimizer.step(ctx, 1.5e-4);
-    };
-    for (int i = 0; i < 3; ++i) step(i);  // plans, cache, clocks
-    ctx.synchronize();
-    std::vector<float> ms;
-    cudaEvent_t start, stop;
-    vc::check(cudaEventCreate(&start), "cudaEventCreate");
-    vc::check(cudaEventCreate(&stop), "cudaEventCreate");
-    for (int i = 0; i < steps; ++i) {
-      vc::check(cudaEventRecord(start, ctx.stream()), "cudaEventRecord");
-      step(i);
-      vc::check(cudaEventRecord(stop, ctx.stream()), "cudaEventRecord");
-      vc::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-      float t = 0;
-      vc::check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-      ms.push_back(t);
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    double host_loss = 0;
-    vc::check(cudaMemcpy(&host_loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
-    std::sort(ms.begin(), ms.end());
-    const double median = ms[ms.size() / 2];
-    if (frozen == 0) baseline_ms = median;
-    const auto stats = ctx.allocator().stats();
-    std::printf("frozen units %2d: step %.2f ms (min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
-                "device memory in use+cached %.2f GiB, cudaMalloc calls %zu\n",
-                frozen, median, ms.front(), ms.back(), batch / (median / 1e3),
-                frozen == 0 ? flops_per_image * batch / (median / 1e3) / 1e12 : 0.0,
-                frozen == 0 ? "" : " (n/a)", host_loss, double(stats.bytes_in_use + stats.bytes_cached) / (1 << 30),
-                stats.malloc_calls);
-    if (frozen > 0 && baseline_ms > 0)
-      std::printf("  saving vs no freezing: %.1f%% of step time\n", 100.0 * (1 - median / baseline_ms));
+    });
+    vf::bench::report_step(ctx, frozen, t, batch, flops_per_image, baseline_ms, loss);
   }
-}
-
-std::vector<int> parse_list(const char* s) {
-  std::vector<int> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
-  return out;
 }
 
 }  // namespace
@@ -132,7 +76,7 @@ int main(int argc, char** argv) {
   const std::string model = argc > 1 ? argv[1] : "b";
   const int batch = argc > 2 ? std::atoi(argv[2]) : 256;
   const int steps = argc > 3 ? std::atoi(argv[3]) : 20;
-  const std::vector<int> frozen = parse_list(argc > 4 ? argv[4] : "0");
+  const std::vector<int> frozen = vf::bench::parse_int_list(argc > 4 ? argv[4] : "0");
   try {
     if (model == "b")
       run<vf::specs::base()>("ViT-B", batch, steps, frozen);
