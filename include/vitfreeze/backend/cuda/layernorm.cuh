@@ -5,6 +5,7 @@
 // One block per row; the statistics use two passes over the row, like the CPU kernel.
 // residual_layernorm_forward fuses the residual add in front (h = x + residual is written out because
 // the next residual add and the backward need it), saving one read and one write of h.
+#include <algorithm>
 #include <cstdint>
 
 #include "vitfreeze/backend/cuda/context.hpp"
@@ -65,28 +66,53 @@ __global__ void layernorm_backward_input(const T* dy, const T* x, const T* gamma
 }
 
 // dgamma[c] += sum_r dy[r, c] xhat[r, c], dbeta[c] += sum_r dy[r, c]; the column layout of
-// add_column_sums (32 columns per block, 8 row groups, fixed order).
+// add_column_sums (32 columns per block, 8 row groups, fixed order). Block (x, y) sums rows
+// [y * rows_per_chunk, (y + 1) * rows_per_chunk): with one chunk it adds into dgamma/dbeta; with
+// several (many rows and few columns: LocalMIM's LayerNorm2d has 2e5 rows of 128 channels, which
+// 4 column blocks alone would walk for milliseconds) it writes its chunk's partial sums to
+// partial_g/partial_b [chunks, D], which layernorm_sum_partials adds up in chunk order.
 inline constexpr int kLnColumnWidth = 32, kLnRowGroups = 8;
 template <DeviceScalar T>
 __global__ void layernorm_backward_params(const T* dy, const T* x, const float* mean, const float* rstd,
-                                          float* dgamma, float* dbeta, std::int64_t rows, std::int64_t D) {
-  __shared__ float partial_g[kLnRowGroups][kLnColumnWidth], partial_b[kLnRowGroups][kLnColumnWidth];
+                                          float* dgamma, float* dbeta, float* partial_g, float* partial_b,
+                                          std::int64_t rows, std::int64_t D, std::int64_t rows_per_chunk) {
+  __shared__ float shared_g[kLnRowGroups][kLnColumnWidth], shared_b[kLnRowGroups][kLnColumnWidth];
   const std::int64_t c = blockIdx.x * std::int64_t(kLnColumnWidth) + threadIdx.x;
+  const std::int64_t first = blockIdx.y * rows_per_chunk, last = first + rows_per_chunk < rows ? first + rows_per_chunk : rows;
   float sg = 0.0f, sb = 0.0f;
   if (c < D)
-    for (std::int64_t r = threadIdx.y; r < rows; r += kLnRowGroups) {
+    for (std::int64_t r = first + threadIdx.y; r < last; r += kLnRowGroups) {
       const float g = to_float(dy[r * D + c]);
       sg += g * (to_float(x[r * D + c]) - mean[r]) * rstd[r];
       sb += g;
     }
-  partial_g[threadIdx.y][threadIdx.x] = sg;
-  partial_b[threadIdx.y][threadIdx.x] = sb;
+  shared_g[threadIdx.y][threadIdx.x] = sg;
+  shared_b[threadIdx.y][threadIdx.x] = sb;
   __syncthreads();
   if (threadIdx.y == 0 && c < D) {
     float tg = 0.0f, tb = 0.0f;
     for (int k = 0; k < kLnRowGroups; ++k) {
-      tg += partial_g[k][threadIdx.x];
-      tb += partial_b[k][threadIdx.x];
+      tg += shared_g[k][threadIdx.x];
+      tb += shared_b[k][threadIdx.x];
+    }
+    if (gridDim.y > 1) {
+      partial_g[blockIdx.y * D + c] = tg;
+      partial_b[blockIdx.y * D + c] = tb;
+    } else {
+      if (dgamma) dgamma[c] += tg;
+      if (dbeta) dbeta[c] += tb;
+    }
+  }
+}
+
+template <class F>  // a template: header kernels must not be defined once per translation unit
+__global__ void layernorm_sum_partials(const F* partial_g, const F* partial_b, std::int64_t chunks, std::int64_t D,
+                                       F* dgamma, F* dbeta) {
+  for (std::int64_t c = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; c < D; c += std::int64_t(gridDim.x) * blockDim.x) {
+    F tg = 0, tb = 0;
+    for (std::int64_t k = 0; k < chunks; ++k) {
+      tg += partial_g[k * D + c];
+      tb += partial_b[k * D + c];
     }
     if (dgamma) dgamma[c] += tg;
     if (dbeta) dbeta[c] += tb;
@@ -125,10 +151,26 @@ void layernorm_backward(CudaContext& ctx, const T* dy, const T* x, const T* gamm
     check_launch("layernorm_backward_input");
   }
   if (dgamma || dbeta) {
+    // Row chunks of at least 4096 rows, at most 256 of them: a fixed split for a given shape, so the
+    // sums stay deterministic; up to 4096 rows it is the single pass.
+    constexpr std::int64_t kMinChunkRows = 4096, kMaxChunks = 256;
+    const std::int64_t chunks = std::min(kMaxChunks, (rows + kMinChunkRows - 1) / kMinChunkRows);
+    const std::int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
     const dim3 block(kernels::kLnColumnWidth, kernels::kLnRowGroups);
-    const auto grid = static_cast<unsigned>((D + kernels::kLnColumnWidth - 1) / kernels::kLnColumnWidth);
-    kernels::layernorm_backward_params<T><<<grid, block, 0, ctx.stream()>>>(dy, x, mean, rstd, dgamma, dbeta, rows, D);
+    const dim3 grid(static_cast<unsigned>((D + kernels::kLnColumnWidth - 1) / kernels::kLnColumnWidth),
+                    static_cast<unsigned>(chunks));
+    DeviceBuffer partials;
+    if (chunks > 1) partials = ctx.allocator().allocate(sizeof(float) * 2 * static_cast<std::size_t>(chunks * D));
+    float* partial_g = partials.as<float>();
+    float* partial_b = partial_g ? partial_g + chunks * D : nullptr;
+    kernels::layernorm_backward_params<T><<<grid, block, 0, ctx.stream()>>>(dy, x, mean, rstd, dgamma, dbeta, partial_g,
+                                                                            partial_b, rows, D, rows_per_chunk);
     check_launch("layernorm_backward_params");
+    if (chunks > 1) {
+      kernels::layernorm_sum_partials<float><<<detail::grid_for(D), detail::kBlock, 0, ctx.stream()>>>(
+          partial_g, partial_b, chunks, D, dgamma, dbeta);
+      check_launch("layernorm_sum_partials");
+    }
   }
 }
 
