@@ -233,6 +233,9 @@ class LocalMim {
   nn::LayerNorm<T>& tap_norm(int k) { return taps_.at(std::size_t(k)).norm; }
   MaeDecoder<T>& decoder(int k) { return taps_.at(std::size_t(k)).decoder; }
   ScaleHead<T>& head(int k) { return taps_.at(std::size_t(k)).head; }
+  const nn::LayerNorm<T>& tap_norm(int k) const { return taps_.at(std::size_t(k)).norm; }
+  const MaeDecoder<T>& decoder(int k) const { return taps_.at(std::size_t(k)).decoder; }
+  const ScaleHead<T>& head(int k) const { return taps_.at(std::size_t(k)).head; }
 
  private:
   struct Tap {

@@ -141,6 +141,12 @@ class ScaleHead {
   std::optional<nn::LayerNorm<T>>& norm2d() { return norm_; }
   std::optional<ConvTranspose2x2<T>>& upsample2() { return up2_; }
   nn::Linear<T>& projection() { return proj_; }
+  const std::optional<ConvTranspose2x2<T>>& upsample1() const { return up1_; }
+  const std::optional<nn::LayerNorm<T>>& norm2d() const { return norm_; }
+  const std::optional<ConvTranspose2x2<T>>& upsample2() const { return up2_; }
+  const nn::Linear<T>& projection() const { return proj_; }
+  int grid() const { return grid_; }
+  std::int64_t in_dim() const { return in_dim_; }
 
  private:
   // Index of the final Conv1x1 in LocalMIM's nn.Sequential; throws on an unsupported scale (it runs

@@ -2,7 +2,8 @@
 // Masked MSE, as cpu::masked_mse_forward / masked_mse_backward:
 //   loss = sum_r w[r] * mean_p (pred - target)^2 / sum_r w[r]    (pred, target: [rows, P])
 // accumulated in double like the CPU kernel (a masked sum of many small errors loses digits in
-// float). Deterministic: one block per row, then one block sums the rows in a fixed order.
+// float). Deterministic: one warp per row, then one block sums the rows in a fixed order.
+#include <algorithm>
 #include <cstdint>
 
 #include "vitfreeze/backend/cuda/context.hpp"
@@ -11,27 +12,33 @@
 namespace vitfreeze::cuda {
 
 namespace kernels {
+// One warp per row (grid-stride over rows): LocalMIM's rows hold 27 values, where a block per row
+// would leave most threads idle and launch a block per cell.
 template <DeviceScalar T>
-__global__ void masked_mse_rows(const T* pred, const T* target, const float* weight, std::int64_t P,
+__global__ void masked_mse_rows(const T* pred, const T* target, const float* weight, std::int64_t rows, std::int64_t P,
                                 double* row_loss, double* row_weight) {
-  const std::int64_t r = blockIdx.x;
-  const double w = weight ? static_cast<double>(weight[r]) : 1.0;
-  double e = 0.0;
-  if (w != 0.0)
-    for (std::int64_t p = threadIdx.x; p < P; p += blockDim.x) {
-      const double d = static_cast<double>(to_float(pred[r * P + p])) - static_cast<double>(to_float(target[r * P + p]));
-      e += d * d;
+  const int lane = threadIdx.x % 32;
+  const std::int64_t warps_per_block = blockDim.x / 32, warps = std::int64_t(gridDim.x) * warps_per_block;
+  for (std::int64_t r = blockIdx.x * warps_per_block + threadIdx.x / 32; r < rows; r += warps) {  // uniform per warp
+    const double w = weight ? static_cast<double>(weight[r]) : 1.0;
+    double e = 0.0;
+    if (w != 0.0)
+      for (std::int64_t p = lane; p < P; p += 32) {
+        const double d = static_cast<double>(to_float(pred[r * P + p])) - static_cast<double>(to_float(target[r * P + p]));
+        e += d * d;
+      }
+    for (int offset = 16; offset > 0; offset /= 2) e += __shfl_xor_sync(0xffffffffu, e, offset);
+    if (lane == 0) {
+      row_loss[r] = w == 0.0 ? 0.0 : w * e / static_cast<double>(P);
+      row_weight[r] = w;
     }
-  e = detail::block_sum(e);
-  if (threadIdx.x == 0) {
-    row_loss[r] = w == 0.0 ? 0.0 : w * e / static_cast<double>(P);
-    row_weight[r] = w;
   }
 }
 
-// result[0] = sum loss / sum w, result[1] = sum w. One block.
+// result[0] = sum loss / sum w, result[1] = sum w (added to result when accumulate). One block.
 template <class F>
-__global__ void masked_mse_total(const double* row_loss, const double* row_weight, std::int64_t rows, double* result) {
+__global__ void masked_mse_total(const double* row_loss, const double* row_weight, std::int64_t rows, double* result,
+                                 bool accumulate) {
   double total = 0.0, wsum = 0.0;
   for (std::int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     total += row_loss[r];
@@ -40,8 +47,8 @@ __global__ void masked_mse_total(const double* row_loss, const double* row_weigh
   total = detail::block_sum(total);
   wsum = detail::block_sum(wsum);
   if (threadIdx.x == 0) {
-    result[0] = total / wsum;
-    result[1] = wsum;
+    result[0] = (accumulate ? result[0] : 0.0) + total / wsum;
+    result[1] = (accumulate ? result[1] : 0.0) + wsum;
   }
 }
 
@@ -58,19 +65,22 @@ __global__ void masked_mse_backward(double g, const T* pred, const T* target, co
 }
 }  // namespace kernels
 
-// Writes result_device[0] = loss and result_device[1] = sum of weights, without waiting for the GPU.
+// Writes result_device[0] = loss and result_device[1] = sum of weights, without waiting for the GPU;
+// accumulate adds them instead (a sum of several losses, e.g. LocalMIM's taps, stays on the device).
 // weight: [rows] fp32 or null (all rows count).
 template <DeviceScalar T>
 void masked_mse_forward_async(CudaContext& ctx, const T* pred, const T* target, const float* weight, std::int64_t rows,
-                              std::int64_t P, double* result_device) {
+                              std::int64_t P, double* result_device, bool accumulate = false) {
   if (rows <= 0) throw ConfigError("cuda::masked_mse_forward: no rows");
   DeviceBuffer scratch = ctx.allocator().allocate(sizeof(double) * 2 * static_cast<std::size_t>(rows));
   double* row_loss = scratch.as<double>();
-  kernels::masked_mse_rows<T><<<static_cast<unsigned>(rows), detail::kBlock, 0, ctx.stream()>>>(
-      pred, target, weight, P, row_loss, row_loss + rows);
+  const std::int64_t warps_per_block = detail::kBlock / 32;
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((rows + warps_per_block - 1) / warps_per_block, 65535));
+  kernels::masked_mse_rows<T><<<blocks, detail::kBlock, 0, ctx.stream()>>>(pred, target, weight, rows, P, row_loss,
+                                                                          row_loss + rows);
   check_launch("masked_mse_rows");
   kernels::masked_mse_total<double><<<1, detail::kBlock, 0, ctx.stream()>>>(row_loss, row_loss + rows, rows,
-                                                                             result_device);
+                                                                             result_device, accumulate);
   check_launch("masked_mse_total");
 }  // scratch returns to the cache here; the stream runs the kernels before any later user of the block
 

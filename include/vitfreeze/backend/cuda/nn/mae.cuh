@@ -67,6 +67,8 @@ struct DeviceMasks {
   }
 };
 
+// The MAE decoder; with_pred = false is LocalMIM's per-tap decoder, which ends at the norm (its
+// scale head, nn/scale_head.cuh, takes the normed tokens).
 template <PrecisionPolicy P>
 class DeviceMaeDecoder {
  public:
@@ -79,9 +81,10 @@ class DeviceMaeDecoder {
   };
 
   template <class HostDecoder>
-  DeviceMaeDecoder(CudaContext& ctx, const HostDecoder& host, const Tensor<float>& host_pos)
-      : embed(ctx, host.embed), mask_token(ctx, host.mask_token), norm(ctx, host.norm), pred(ctx, host.pred),
-        dim_(host.embed.out_features()) {
+  DeviceMaeDecoder(CudaContext& ctx, const HostDecoder& host, const Tensor<float>& host_pos, bool with_pred = true)
+      : embed(ctx, host.embed), mask_token(ctx, host.mask_token), norm(ctx, host.norm),
+        pred(with_pred ? DeviceLinear<P>(ctx, host.pred) : DeviceLinear<P>()), dim_(host.embed.out_features()),
+        with_pred_(with_pred) {
     for (const auto& b : host.blocks) blocks.emplace_back(ctx, b);
     DeviceBuffer staging = device_array<float>(ctx, host_pos.numel());
     check(cudaMemcpyAsync(staging.data(), host_pos.data(), host_pos.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
@@ -90,8 +93,27 @@ class DeviceMaeDecoder {
     convert<T>(ctx, data_of<float>(staging), data_of<T>(pos_), host_pos.numel());
   }
 
+  std::int64_t dim() const { return dim_; }
+
   // latent [B, 1 + K, D] -> prediction [B, 1 + L, out] (row 0 of each sample: the cls position)
   DeviceBuffer forward(CudaContext& ctx, const DeviceBuffer& latent, const DeviceMasks& m, Saved& k) const {
+    const std::int64_t rows = m.batch * (m.patches + 1);
+    forward_features(ctx, latent, m, k);
+    DeviceBuffer prediction = device_array<T>(ctx, rows * pred.out_features());
+    pred.forward(ctx, data_of<T>(k.normed), data_of<T>(prediction), rows);
+    return prediction;
+  }
+
+  // dprediction [B, 1 + L, out] -> dlatent [B, 1 + K, D] (new buffer)
+  DeviceBuffer backward(CudaContext& ctx, const Saved& k, const DeviceMasks& m, const T* dprediction) const {
+    const std::int64_t rows = m.batch * (m.patches + 1);
+    DeviceBuffer dnormed = device_array<T>(ctx, rows * dim_);
+    pred.backward(ctx, dprediction, data_of<T>(k.normed), data_of<T>(dnormed), rows);
+    return backward_features(ctx, k, m, data_of<T>(dnormed));
+  }
+
+  // Everything before pred: latent [B, 1 + K, D] -> the normed tokens k.normed [B, 1 + L, Dd] (returned).
+  const DeviceBuffer& forward_features(CudaContext& ctx, const DeviceBuffer& latent, const DeviceMasks& m, Saved& k) const {
     const std::int64_t B = m.batch, K = m.keep, L = m.patches, rows = B * (L + 1);
     DeviceBuffer embedded = device_array<T>(ctx, B * (K + 1) * dim_);
     embed.forward(ctx, data_of<T>(latent), data_of<T>(embedded), B * (K + 1));
@@ -105,20 +127,16 @@ class DeviceMaeDecoder {
     k.normed = device_array<T>(ctx, rows * dim_);
     k.norm_stats = RowStatistics::make(ctx, rows);
     norm.forward(ctx, data_of<T>(x), data_of<T>(k.normed), k.norm_stats, rows);
-    DeviceBuffer prediction = device_array<T>(ctx, rows * pred.out_features());
-    pred.forward(ctx, data_of<T>(k.normed), data_of<T>(prediction), rows);
-    return prediction;
+    return k.normed;
   }
 
-  // dprediction [B, 1 + L, out] -> dlatent [B, 1 + K, D] (new buffer)
-  DeviceBuffer backward(CudaContext& ctx, const Saved& k, const DeviceMasks& m, const T* dprediction) const {
+  // dnormed [B, 1 + L, Dd] -> dlatent [B, 1 + K, D] (new buffer)
+  DeviceBuffer backward_features(CudaContext& ctx, const Saved& k, const DeviceMasks& m, const T* dnormed) const {
     const std::int64_t B = m.batch, K = m.keep, L = m.patches, rows = B * (L + 1);
-    DeviceBuffer dnormed = device_array<T>(ctx, rows * dim_);
-    pred.backward(ctx, dprediction, data_of<T>(k.normed), data_of<T>(dnormed), rows);
-    DeviceBuffer grad = zeros(ctx, rows * dim_);
-    norm.backward(ctx, data_of<T>(dnormed), data_of<T>(k.x_last), k.norm_stats, data_of<T>(grad), rows);
+    DeviceBuffer grad = device_zeros<T>(ctx, rows * dim_);
+    norm.backward(ctx, dnormed, data_of<T>(k.x_last), k.norm_stats, data_of<T>(grad), rows);
     for (std::size_t i = blocks.size(); i-- > 0;) blocks[i].backward(ctx, k.blocks[i], grad, B, L + 1);
-    DeviceBuffer dembedded = zeros(ctx, B * (K + 1) * dim_);
+    DeviceBuffer dembedded = device_zeros<T>(ctx, B * (K + 1) * dim_);
     unshuffle_backward<T>(ctx, data_of<T>(grad), data_of<std::int32_t>(m.ids_restore), data_of<T>(dembedded), mask_token.grad(), B,
                           K, L, dim_);
     DeviceBuffer dlatent = device_array<T>(ctx, B * (K + 1) * embed.in_features());
@@ -131,23 +149,18 @@ class DeviceMaeDecoder {
     out.push_back(&mask_token);
     for (auto& b : blocks) b.collect_parameters(out);
     norm.collect_parameters(out);
-    pred.collect_parameters(out);
+    if (with_pred_) pred.collect_parameters(out);
   }
 
   DeviceLinear<P> embed;
   DeviceParameter<T> mask_token;
   std::vector<DeviceBlock<P>> blocks;
   DeviceLayerNorm<P> norm;
-  DeviceLinear<P> pred;
+  DeviceLinear<P> pred;  // empty without pred
 
  private:
-  static DeviceBuffer zeros(CudaContext& ctx, std::int64_t n) {
-    DeviceBuffer b = device_array<T>(ctx, n);
-    check(cudaMemsetAsync(b.data(), 0, sizeof(T) * std::size_t(n), ctx.stream()), "cudaMemsetAsync(zeros)");
-    return b;
-  }
-
   std::int64_t dim_;
+  bool with_pred_;
   DeviceBuffer pos_;
 };
 
@@ -171,14 +184,7 @@ class DeviceMae {
     g.batch = B;
     const std::int64_t values = g.patch_dim();
     DeviceBuffer images_t;
-    const T* input = nullptr;
-    if constexpr (std::is_same_v<T, float>) {
-      input = images;
-    } else {
-      images_t = device_array<T>(ctx, B * g.channels * g.height * g.width);
-      convert<T>(ctx, images, data_of<T>(images_t), B * g.channels * g.height * g.width);
-      input = data_of<T>(images_t);
-    }
+    const T* input = as_activation<T>(ctx, images, B * g.channels * g.height * g.width, images_t);
     typename DeviceViT<P>::Saved encoder_saved;
     DeviceBuffer latent = encoder.forward(ctx, input, data_of<std::int32_t>(m.ids_keep), B, m.keep, &encoder_saved);
     images_t = DeviceBuffer();

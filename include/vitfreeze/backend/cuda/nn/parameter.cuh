@@ -112,4 +112,33 @@ DeviceBuffer device_array(CudaContext& ctx, std::int64_t n) {
   return ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(n > 0 ? n : 1));
 }
 
+// A device copy of host bytes. Pageable host memory is staged before the call returns, so the
+// host buffer may go right away.
+inline DeviceBuffer upload_bytes(CudaContext& ctx, const void* host, std::size_t bytes) {
+  DeviceBuffer b = ctx.allocator().allocate(bytes);
+  check(cudaMemcpyAsync(b.data(), host, bytes, cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(upload)");
+  return b;
+}
+
+// fp32 input data as the activation type: the data itself for fp32, else a converted copy that
+// `storage` keeps alive.
+template <DeviceScalar T>
+const T* as_activation(CudaContext& ctx, const float* data, std::int64_t n, DeviceBuffer& storage) {
+  if constexpr (std::is_same_v<T, float>) {
+    return data;
+  } else {
+    storage = device_array<T>(ctx, n);
+    convert<T>(ctx, data, data_of<T>(storage), n);
+    return data_of<T>(storage);
+  }
+}
+
+// The same, zero-filled on the context's stream (for gradients the backwards accumulate into).
+template <class E>
+DeviceBuffer device_zeros(CudaContext& ctx, std::int64_t n) {
+  DeviceBuffer b = device_array<E>(ctx, n);
+  check(cudaMemsetAsync(b.data(), 0, b.bytes(), ctx.stream()), "cudaMemsetAsync(zeros)");
+  return b;
+}
+
 }  // namespace vitfreeze::cuda::nn

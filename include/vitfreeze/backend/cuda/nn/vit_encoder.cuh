@@ -3,7 +3,10 @@
 // from a host encoder so it starts from the same weights. Units as the freezing code counts them:
 // unit 0 = patch embedding and cls token, unit i = block i - 1; the final norm trains to the end.
 // A frozen prefix (truncate semantics) runs forward only, keeps no activations, and the backward
-// stops at the first trained block.
+// stops at the first trained block. forward/backward serve MAE (final norm on the last block);
+// forward_taps/backward_taps serve LocalMIM (hidden states after chosen blocks, no final norm).
+#include <algorithm>
+#include <span>
 #include <vector>
 
 #include "vitfreeze/backend/cuda/encoder_tokens.cuh"
@@ -65,26 +68,8 @@ class DeviceViT {
   // images [B, C, H, W] (activation type), ids_keep [B, K] -> latent [B, 1 + K, D] after the final norm.
   DeviceBuffer forward(CudaContext& ctx, const T* images, const std::int32_t* ids_keep, std::int64_t B, std::int64_t K,
                        Saved* saved) const {
-    const std::int64_t patch_dim = channels_ * patch_ * patch_, rows = B * (K + 1);
-    const PatchGeometry g{B, channels_, image_, image_, patch_};
-    DeviceBuffer all_patches = device_array<T>(ctx, B * patches_ * patch_dim);
-    patchify<T>(ctx, images, data_of<T>(all_patches), g, PatchLayout::channel_major);
-    DeviceBuffer visible = device_array<T>(ctx, B * K * patch_dim);
-    gather_tokens_forward<T>(ctx, data_of<T>(all_patches), ids_keep, data_of<T>(visible), B, patches_, K, patch_dim);
-    DeviceBuffer embedded = device_array<T>(ctx, B * K * dim_);
-    patch_embed.forward(ctx, data_of<T>(visible), data_of<T>(embedded), B * K);
-    DeviceBuffer x = device_array<T>(ctx, rows * dim_);
-    assemble_encoder_tokens<T>(ctx, data_of<T>(embedded), cls_token.value(), data_of<T>(pos_), ids_keep, data_of<T>(x), B, K, dim_);
-
-    const int first_trained = first_trained_block();
-    if (saved) {
-      saved->visible_patches = visible;
-      saved->blocks.assign(blocks.size() - std::size_t(first_trained), {});
-      saved->batch = B;
-      saved->keep = K;
-    }
-    for (int i = 0; i < int(blocks.size()); ++i)
-      x = blocks[i].forward(ctx, x, B, K + 1, saved && i >= first_trained ? &saved->blocks[i - first_trained] : nullptr);
+    const std::int64_t rows = B * (K + 1);
+    DeviceBuffer x = run_blocks(ctx, images, ids_keep, B, K, int(blocks.size()) - 1, {}, nullptr, saved);
     DeviceBuffer latent = device_array<T>(ctx, rows * dim_);
     RowStatistics stats = RowStatistics::make(ctx, rows);
     norm.forward(ctx, data_of<T>(x), data_of<T>(latent), stats, rows);
@@ -97,20 +82,35 @@ class DeviceViT {
 
   // dlatent [B, 1 + K, D]: accumulates the gradients of every trained parameter.
   void backward(CudaContext& ctx, const Saved& k, const T* dlatent) const {
-    const std::int64_t B = k.batch, K = k.keep, rows = B * (K + 1);
-    DeviceBuffer grad = device_array<T>(ctx, rows * dim_);
-    check(cudaMemsetAsync(grad.data(), 0, sizeof(T) * std::size_t(rows * dim_), ctx.stream()), "cudaMemsetAsync(grad)");
+    const std::int64_t rows = k.batch * (k.keep + 1);
+    DeviceBuffer grad = device_zeros<T>(ctx, rows * dim_);
     norm.backward(ctx, dlatent, data_of<T>(k.last), k.norm_stats, data_of<T>(grad), rows);
-    const int first_trained = first_trained_block();
-    const bool embedding_trains = frozen_units_ == 0;
-    for (int i = int(blocks.size()) - 1; i >= first_trained; --i)
-      blocks[i].backward(ctx, k.blocks[i - first_trained], grad, B, K + 1, i > first_trained || embedding_trains);
-    if (!embedding_trains) return;
-    DeviceBuffer dembedded = device_array<T>(ctx, B * K * dim_);
-    DeviceBuffer dcls_rows = device_array<T>(ctx, B * dim_);
-    split_encoder_token_grads<T>(ctx, data_of<T>(grad), data_of<T>(dembedded), data_of<T>(dcls_rows), B, K, dim_);
-    add_column_sums<T>(ctx, data_of<T>(dcls_rows), B, dim_, cls_token.grad());
-    patch_embed.backward(ctx, data_of<T>(dembedded), data_of<T>(k.visible_patches), nullptr, B * K);
+    backward_blocks(ctx, k, grad, {});
+  }
+
+  // LocalMIM's encoder: the hidden states [B, 1 + K, D] after blocks tap_blocks[j] (any order,
+  // repeats allowed), no final norm; blocks after the deepest tap are not run.
+  std::vector<DeviceBuffer> forward_taps(CudaContext& ctx, const T* images, const std::int32_t* ids_keep, std::int64_t B,
+                                         std::int64_t K, std::span<const int> tap_blocks, Saved* saved) const {
+    if (tap_blocks.empty()) throw ConfigError("DeviceViT::forward_taps: no taps");
+    for (int b : tap_blocks)
+      if (b < 0 || b >= int(blocks.size())) throw ConfigError("DeviceViT::forward_taps: tap block outside the encoder");
+    std::vector<DeviceBuffer> taps(tap_blocks.size());
+    run_blocks(ctx, images, ids_keep, B, K, *std::max_element(tap_blocks.begin(), tap_blocks.end()), tap_blocks, &taps, saved);
+    return taps;
+  }
+
+  // The gradient of the hidden state after block `block` (a tap of forward_taps).
+  struct TapGradient {
+    int block;
+    const T* grad;  // [B, 1 + K, D]
+  };
+
+  // Backward of forward_taps: accumulates the gradients of every trained parameter. Taps at frozen
+  // blocks send nothing into the encoder (nothing below them trains).
+  void backward_taps(CudaContext& ctx, const Saved& k, std::span<const TapGradient> tap_grads) const {
+    DeviceBuffer grad = device_zeros<T>(ctx, k.batch * (k.keep + 1) * dim_);
+    backward_blocks(ctx, k, grad, tap_grads);
   }
 
   void collect_parameters(DeviceParameterList<T>& out) {
@@ -128,6 +128,57 @@ class DeviceViT {
  private:
   // Blocks before this one are frozen (unit i + 1 = block i).
   int first_trained_block() const { return frozen_units_ <= 1 ? 0 : frozen_units_ - 1; }
+
+
+  // Embedding and blocks 0..top; returns block top's output. taps (when given) receives the output
+  // of block tap_blocks[j] in slot j. saved keeps the trained blocks' activations.
+  DeviceBuffer run_blocks(CudaContext& ctx, const T* images, const std::int32_t* ids_keep, std::int64_t B, std::int64_t K,
+                          int top, std::span<const int> tap_blocks, std::vector<DeviceBuffer>* taps, Saved* saved) const {
+    const std::int64_t patch_dim = channels_ * patch_ * patch_, rows = B * (K + 1);
+    const PatchGeometry g{B, channels_, image_, image_, patch_};
+    DeviceBuffer all_patches = device_array<T>(ctx, B * patches_ * patch_dim);
+    patchify<T>(ctx, images, data_of<T>(all_patches), g, PatchLayout::channel_major);
+    DeviceBuffer visible = device_array<T>(ctx, B * K * patch_dim);
+    gather_tokens_forward<T>(ctx, data_of<T>(all_patches), ids_keep, data_of<T>(visible), B, patches_, K, patch_dim);
+    DeviceBuffer embedded = device_array<T>(ctx, B * K * dim_);
+    patch_embed.forward(ctx, data_of<T>(visible), data_of<T>(embedded), B * K);
+    DeviceBuffer x = device_array<T>(ctx, rows * dim_);
+    assemble_encoder_tokens<T>(ctx, data_of<T>(embedded), cls_token.value(), data_of<T>(pos_), ids_keep, data_of<T>(x), B, K, dim_);
+
+    const int first_trained = first_trained_block();
+    if (saved) {
+      saved->visible_patches = visible;
+      saved->blocks.assign(std::size_t(std::max(0, top + 1 - first_trained)), {});
+      saved->batch = B;
+      saved->keep = K;
+    }
+    for (int i = 0; i <= top; ++i) {
+      x = blocks[i].forward(ctx, x, B, K + 1, saved && i >= first_trained ? &saved->blocks[i - first_trained] : nullptr);
+      for (std::size_t j = 0; j < tap_blocks.size(); ++j)
+        if (tap_blocks[j] == i) (*taps)[j] = x;  // block outputs are fresh buffers: sharing is safe
+    }
+    return x;
+  }
+
+  // grad: on entry d(output of the top saved block); tap gradients join at their blocks. Runs the
+  // trained blocks down to first_trained_block, then the embedding if it trains.
+  void backward_blocks(CudaContext& ctx, const Saved& k, DeviceBuffer& grad, std::span<const TapGradient> tap_grads) const {
+    const std::int64_t B = k.batch, K = k.keep, rows = B * (K + 1);
+    const int first_trained = first_trained_block();
+    const bool embedding_trains = frozen_units_ == 0;
+    if (k.blocks.empty()) return;  // every tap sits below the trained blocks
+    for (int i = first_trained + int(k.blocks.size()) - 1; i >= first_trained; --i) {
+      for (const TapGradient& t : tap_grads)
+        if (t.block == i) add_in_place<T>(ctx, data_of<T>(grad), t.grad, rows * dim_);
+      blocks[i].backward(ctx, k.blocks[i - first_trained], grad, B, K + 1, i > first_trained || embedding_trains);
+    }
+    if (!embedding_trains) return;
+    DeviceBuffer dembedded = device_array<T>(ctx, B * K * dim_);
+    DeviceBuffer dcls_rows = device_array<T>(ctx, B * dim_);
+    split_encoder_token_grads<T>(ctx, data_of<T>(grad), data_of<T>(dembedded), data_of<T>(dcls_rows), B, K, dim_);
+    add_column_sums<T>(ctx, data_of<T>(dcls_rows), B, dim_, cls_token.grad());
+    patch_embed.backward(ctx, data_of<T>(dembedded), data_of<T>(k.visible_patches), nullptr, B * K);
+  }
 
   std::int64_t channels_, image_, patch_, patches_, dim_;
   DeviceBuffer pos_;  // [1 + L, D], zero cls row

@@ -1,0 +1,191 @@
+// A whole LocalMIM step on the GPU against the CPU backend, from the same host-initialised weights
+// and the same masks: the loss and the gradient of every parameter, for a 3-channel model whose
+// taps cover the scales 4, 2, 1 and 1/2 (two taps share a block) and a 1-channel model (HOG on
+// one channel). Fp32 policy: rounding-level agreement; Bf16Mixed: bf16 tolerances. Then freezing as
+// the trainer does it: a frozen encoder prefix plus a dropped tap on both sides give the same loss
+// and gradients, the frozen and dropped tensors have no gradient or optimizer state, and the step
+// allocates nothing from the second step on. Exit 0 pass, 1 fail, 77 without a GPU.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <vitfreeze/cuda.hpp>
+
+#include "device_checks.hpp"
+#include "vitfreeze/backend/cuda/nn/localmim.cuh"
+#include "vitfreeze/core/rng.hpp"
+#include "vitfreeze/mim/localmim.hpp"
+
+namespace {
+
+namespace vf = vitfreeze;
+namespace vc = vitfreeze::cuda;
+namespace vn = vitfreeze::cuda::nn;
+using vf::mim::TapSpec;
+using vf::testing::DeviceChecker;
+
+// 8x8 patches; taps after blocks 0, 1, 3, 3 at scales 4 (HOG cell 1 px), 2, 1, 1/2 (cell 8 px).
+struct RgbConfig {
+  static constexpr vf::ViTSpec spec{32, 3, 4, 64, 4, 2, 4};
+  static constexpr vf::mim::DecoderSpec decoder{.dim = 32, .depth = 1, .heads = 2, .mlp_ratio = 4};
+  using Taps = vf::mim::taps<TapSpec{0, 4, 1}, TapSpec{1, 2, 1}, TapSpec{3, 1, 1}, TapSpec{3, 1, 2}>;
+  static constexpr const char* name = "rgb";
+};
+// 4x4 patches of a 1-channel image; scales 4 and 1/2.
+struct GreyConfig {
+  static constexpr vf::ViTSpec spec{16, 1, 4, 32, 2, 2, 4};
+  static constexpr vf::mim::DecoderSpec decoder{.dim = 16, .depth = 1, .heads = 2, .mlp_ratio = 4};
+  using Taps = vf::mim::taps<TapSpec{0, 4, 1}, TapSpec{1, 1, 2}>;
+  static constexpr const char* name = "grey";
+};
+constexpr int kBatch = 17;  // 17 x 16 x 16 = 4352 LayerNorm2d rows: its chunked parameter-gradient path runs
+
+template <class Config>
+struct HostModel {
+  vf::nn::ViT<Config::spec, float> encoder{7};
+  vf::mim::LocalMim<Config::spec, typename Config::Taps, Config::decoder, 9, float> mim{7};
+  HostModel() {  // move every parameter off its init (zero biases, unit norms) so each term counts
+    vf::RandomStream rs(99, vf::RngPurpose::test, 1);
+    for (auto* p : parameters())
+      for (std::int64_t i = 0; i < p->value.numel(); ++i) p->value[i] += 0.05f * (2 * rs.uniform_float() - 1);
+  }
+  std::vector<vf::Parameter<float>*> parameters() {
+    vf::nn::ParameterList<float> ps;
+    encoder.collect_parameters(ps);
+    mim.collect_parameters(ps);
+    return {ps.begin(), ps.end()};
+  }
+};
+
+template <class Config>
+vf::Tensor<float> random_images(std::uint64_t stream) {
+  constexpr vf::ViTSpec s = Config::spec;
+  vf::Tensor<float> images(vf::Shape{kBatch, s.channels, s.image, s.image});
+  vf::RandomStream rs(5, vf::RngPurpose::test, stream);
+  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = 2 * rs.uniform_float() - 1;
+  return images;
+}
+
+std::vector<float> to_vector(const vf::Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
+
+double device_loss(const vc::DeviceBuffer& loss) {
+  double host = 0;
+  vc::check(cudaMemcpy(&host, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
+  return host;
+}
+
+// Loss and the gradient of every parameter that trains on the host; the same tensors train on the
+// device and the rest have no gradient state there.
+template <class T>
+void compare_with_host(DeviceChecker& c, const std::string& tag, vc::CudaContext& ctx, double gpu_loss, double cpu_loss,
+                       const vn::DeviceParameterList<T>& params, const std::vector<vf::Parameter<float>*>& host_params,
+                       double loss_tol, double grad_tol) {
+  c.close(tag + "loss", std::vector<double>{gpu_loss}, std::vector<double>{cpu_loss}, loss_tol);
+  c.expect(host_params.size() == params.size(), tag + "same parameter list as the CPU model");
+  for (std::size_t i = 0; i < params.size() && i < host_params.size(); ++i) {
+    c.expect(params[i]->name == host_params[i]->name, tag + "parameter " + std::to_string(i) + " is " + host_params[i]->name);
+    if (params[i]->trainable() != host_params[i]->trainable) {
+      c.expect(false, tag + params[i]->name + " trains on one side only");
+      continue;
+    }
+    if (params[i]->trainable())
+      c.close(tag + "grad " + params[i]->name, to_vector(params[i]->grad_to_host(ctx)), to_vector(host_params[i]->grad),
+              grad_tol);
+  }
+}
+
+template <class Config, vn::PrecisionPolicy P>
+void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
+  constexpr vf::ViTSpec s = Config::spec;
+  HostModel<Config> host;
+  const vf::Tensor<float> images = random_images<Config>(1);
+  const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, s.grid(), s.grid(), 3, 0);
+  vf::Tape<float> tape;
+  auto out = host.mim.forward(tape, host.encoder, images, masks);
+  const double cpu_loss = tape.value(out.loss)[0];
+  tape.backward(out.loss);
+
+  vc::CudaContext ctx;
+  vn::DeviceLocalMim<P> model(ctx, host.encoder, host.mim);
+  vn::DeviceParameterList<typename P::Activation> params;
+  model.collect_parameters(params);
+  const vf::Tensor<float> images_device = vc::to_device(ctx, images);
+  const vn::DeviceLocalMimMasks device_masks = model.upload_masks(ctx, masks);
+  vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
+  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  compare_with_host(c, std::string("LocalMIM ") + Config::name + " " + P::name + ": ", ctx, device_loss(loss), cpu_loss,
+                    params, host.parameters(), loss_tol, grad_tol);
+}
+
+// The trainer's freezing, on both sides: units 0-1 (patch embedding + cls, block 0) frozen and the
+// tap reading block 0 dropped. Same loss and gradients as the CPU; no state for what does not train;
+// no cudaMalloc once the step has run once.
+void check_freezing(DeviceChecker& c) {
+  using Config = RgbConfig;
+  using P = vn::Fp32;
+  constexpr vf::ViTSpec s = Config::spec;
+  HostModel<Config> host;
+  vf::nn::ParameterList<float> prefix;
+  prefix.push_back(&host.encoder.cls_token);
+  host.encoder.patch_embed.collect_parameters(prefix);
+  host.encoder.blocks[0].collect_parameters(prefix);
+  for (auto* p : prefix) p->freeze();
+  host.mim.drop_tap(0);
+
+  const vf::Tensor<float> images = random_images<Config>(2);
+  const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, s.grid(), s.grid(), 4, 0);
+  vf::Tape<float> tape;
+  auto out = host.mim.forward(tape, host.encoder, images, masks);
+  const double cpu_loss = tape.value(out.loss)[0];
+  tape.backward(out.loss);
+
+  vc::CudaContext ctx;
+  HostModel<Config> fresh;  // unfrozen host weights: the device freezes on its own
+  vn::DeviceLocalMim<P> model(ctx, fresh.encoder, fresh.mim);
+  model.encoder.freeze_units(2);
+  model.drop_tap(0);
+  vn::DeviceParameterList<float> params;
+  model.collect_parameters(params);
+  const vf::Tensor<float> images_device = vc::to_device(ctx, images);
+  const vn::DeviceLocalMimMasks device_masks = model.upload_masks(ctx, masks);
+  vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
+  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  compare_with_host(c, "LocalMIM frozen prefix + dropped tap: ", ctx, device_loss(loss), cpu_loss, params, host.parameters(),
+                    1e-5, 1e-4);
+
+  vn::DeviceParameterList<float> dropped;
+  model.collect_tap_parameters(0, dropped);
+  bool none_trains = !model.tap_active(0);
+  for (auto* p : dropped) none_trains = none_trains && !p->trainable();
+  c.expect(none_trains && !dropped.empty(), "dropped tap: inactive, its " + std::to_string(dropped.size()) +
+                                                " tensors without gradient or moments");
+  int frozen = 0;
+  for (auto* p : params) frozen += !p->trainable();
+  const int want = 3 + 12 + int(dropped.size());
+  c.expect(frozen == want, "frozen prefix + dropped tap: " + std::to_string(frozen) + " tensors without state (want " +
+                               std::to_string(want) + ")");
+
+  const std::size_t mallocs = ctx.allocator().stats().malloc_calls;
+  for (int step = 0; step < 2; ++step) model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  ctx.synchronize();
+  c.expect(ctx.allocator().stats().malloc_calls == mallocs,
+           "steady state: no cudaMalloc in steps 2 and 3 (" + std::to_string(ctx.allocator().stats().malloc_calls - mallocs) +
+               " seen)");
+}
+
+void device_checks(DeviceChecker& c) {
+  compare_step<RgbConfig, vn::Fp32>(c, 1e-5, 1e-4);
+  compare_step<RgbConfig, vn::Bf16Mixed>(c, 2e-2, 4e-2);
+  compare_step<GreyConfig, vn::Fp32>(c, 1e-5, 1e-4);
+  compare_step<GreyConfig, vn::Bf16Mixed>(c, 2e-2, 4e-2);
+  check_freezing(c);
+}
+
+}  // namespace
+
+int main() {
+  DeviceChecker c;
+  return vf::testing::run_device_test(device_checks, c);
+}
