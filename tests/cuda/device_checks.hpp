@@ -45,6 +45,7 @@ struct DeviceChecker {
 // Runs `device_checks(checker)` when a GPU is usable; returns the process exit code.
 template <class F>
 int run_device_test(F&& device_checks, DeviceChecker& c) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // every finished line reaches the log, even before a crash
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -32,9 +33,12 @@ struct AttentionPaths {
 #endif
   {
     (void)ctx;
+    if (const char* e = std::getenv("VITFREEZE_CUDNN_ATTENTION"); e && std::string(e) == "0") cudnn_enabled = false;
   }
 
-  bool cudnn_enabled = true;  // benchmarks turn it off to time the GEMM path
+  // Benchmarks turn it off to time the GEMM path; VITFREEZE_CUDNN_ATTENTION=0 in the environment
+  // turns it off from the start (a run-time escape hatch should cuDNN misbehave on some machine).
+  bool cudnn_enabled = true;
 
   static constexpr bool cudnn_compiled() {
 #if defined(VITFREEZE_WITH_CUDNN)
