@@ -312,9 +312,10 @@ void write_pretrain_figures(const Args& args, const RunBasics& b, const Pretrain
 
 // What the pretraining part reports to the summary.
 struct PretrainOutcome {
+  explicit PretrainOutcome(const Args& args) : schedule(args.get("schedule", "cubic")), t0(args.num("t0", 0.8)) {}
   std::vector<train::EpochReport> reports;
   double seconds = 0;
-  std::string schedule, mode = "none";
+  std::string schedule, mode = "none";  // mode: set when pretraining runs
   double t0 = 0;
 };
 

@@ -22,8 +22,7 @@ int run(const ex::Args& args) {
   auto loader = ex::pretrain_loader<S>(d, b);
 
   vf::nn::ViT<S, float> encoder(b.seed);
-  ex::PretrainOutcome pre;
-  pre.schedule = args.get("schedule", "cubic"), pre.t0 = args.num("t0", 0.8);
+  ex::PretrainOutcome pre(args);
   if (b.epochs > 0) {
     const auto fs = ex::FreezeSetup::read(args, S.depth, b, loader.batches_per_epoch());
     pre.mode = fs.mode;
