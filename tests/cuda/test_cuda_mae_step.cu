@@ -3,7 +3,8 @@
 // agreement (exact-erf GELU, fp32 GEMMs); Bf16Mixed: bf16 tolerances. Then freezing (truncate
 // semantics): trained gradients unchanged, frozen tensors without gradient or optimizer state and
 // bit-identical after AdamW steps, and the allocator in its steady state (no cudaMalloc) from the
-// second step on. Exit 0 pass, 1 fail, 77 without a GPU.
+// second step on. Freezing with the embedding still training (freeze_prefix): gradients pass through
+// the frozen blocks. Exit 0 pass, 1 fail, 77 without a GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -94,35 +95,58 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   }
 }
 
+// Two device models from the same host weights and one batch; `frozen` gets a frozen prefix.
+struct FreezeFixture {
+  using P = vn::Fp32;
+  HostModel host;
+  vc::CudaContext ctx;
+  vf::Tensor<float> images_device;
+  vn::DeviceMasks device_masks;
+  vc::DeviceBuffer loss;
+  vn::DeviceMae<P> full, frozen;
+
+  FreezeFixture(std::uint64_t images_stream, std::uint64_t mask_seed)
+      : images_device(vc::to_device(ctx, random_images(images_stream))),
+        device_masks(vn::DeviceMasks::upload(ctx, vf::mim::Random<750>::make(kBatch, kSpec.grid(), kSpec.grid(), mask_seed, 0))),
+        loss(ctx.allocator().allocate(2 * sizeof(double))),
+        full(ctx, host.encoder, host.mae),
+        frozen(ctx, host.encoder, host.mae) {}
+
+  // One forward/backward of each: every tensor that still trains must have the gradient of the
+  // unfrozen model. Returns how many tensors are frozen.
+  int compare_trained_grads(DeviceChecker& c, const std::string& label) {
+    full.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+    frozen.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+    vn::DeviceParameterList<float> pf, pz;
+    full.collect_parameters(pf);
+    frozen.collect_parameters(pz);
+    int frozen_count = 0;
+    for (std::size_t i = 0; i < pz.size(); ++i) {
+      if (!pz[i]->trainable()) {
+        ++frozen_count;
+        continue;
+      }
+      c.close(label + ": trained grad " + pz[i]->name + " as without freezing", to_vector(pz[i]->grad_to_host(ctx)),
+              to_vector(pf[i]->grad_to_host(ctx)), 1e-6);
+    }
+    return frozen_count;
+  }
+};
+
 // Freezing units [0, n) on the device: same gradients for what still trains, no state for what
 // does not, frozen values untouched by AdamW, and no cudaMalloc once the step has run once.
 void check_freezing(DeviceChecker& c) {
-  using P = vn::Fp32;
-  HostModel host;
-  const vf::Tensor<float> images = random_images(2);
-  const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, kSpec.grid(), kSpec.grid(), 4, 0);
-  vc::CudaContext ctx;
-  const vf::Tensor<float> images_device = vc::to_device(ctx, images);
-  const vn::DeviceMasks device_masks = vn::DeviceMasks::upload(ctx, masks);
-  vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
-
-  vn::DeviceMae<P> full(ctx, host.encoder, host.mae), frozen(ctx, host.encoder, host.mae);
+  FreezeFixture f(2, 4);
+  auto& ctx = f.ctx;
   const int n = 2;  // patch embedding + cls, block 0
-  frozen.encoder.freeze_units(n);
-  full.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
-  frozen.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
-  vn::DeviceParameterList<float> pf, pz;
-  full.collect_parameters(pf);
-  frozen.collect_parameters(pz);
-  int frozen_count = 0, frozen_expected = 3 + 12;  // cls, patch_embed w/b; block 0: 12 tensors
-  for (std::size_t i = 0; i < pz.size(); ++i) {
-    if (!pz[i]->trainable()) {
-      ++frozen_count;
-      continue;
-    }
-    c.close("frozen prefix: trained grad " + pz[i]->name + " as without freezing", to_vector(pz[i]->grad_to_host(ctx)),
-            to_vector(pf[i]->grad_to_host(ctx)), 1e-6);
-  }
+  f.frozen.encoder.freeze_units(n);
+  const int frozen_count = f.compare_trained_grads(c, "frozen prefix"), frozen_expected = 3 + 12;  // cls, patch_embed w/b; block 0: 12 tensors
+  vn::DeviceParameterList<float> pz;
+  f.frozen.collect_parameters(pz);
+  auto& frozen = f.frozen;
+  const auto& images_device = f.images_device;
+  const auto& device_masks = f.device_masks;
+  auto& loss = f.loss;
   c.expect(frozen_count == frozen_expected, "frozen prefix: " + std::to_string(frozen_count) + " tensors without gradient or moments (want " +
                                                 std::to_string(frozen_expected) + ")");
 
@@ -225,6 +249,15 @@ void check_graph_replay(DeviceChecker& c, bool bitwise) {
     c.expect(identical, tag + "every parameter bit-identical to the eager run after 3 steps");
   else
     c.expect(worst < 1e-3, tag + "parameters within 1e-3 of the eager run (max diff " + std::to_string(worst) + ")");
+// freeze_prefix with the embedding still training (ViTFreeze's semantics: the cls token;
+// --dont_freeze_pe: patch embedding and cls token): the gradient passes through the frozen block,
+// so every tensor that still trains has exactly the gradient of the unfrozen model.
+void check_freeze_prefix(DeviceChecker& c, bool patch_embedding, int frozen_expected, const std::string& label) {
+  FreezeFixture f(3, 5);
+  f.frozen.encoder.freeze_prefix(1, patch_embedding, false);  // block 0 (and maybe the patch embedding)
+  const int frozen_count = f.compare_trained_grads(c, label);
+  c.expect(frozen_count == frozen_expected,
+           label + ": " + std::to_string(frozen_count) + " frozen tensors (want " + std::to_string(frozen_expected) + ")");
 }
 
 void device_checks(DeviceChecker& c) {
@@ -233,6 +266,8 @@ void device_checks(DeviceChecker& c) {
   check_freezing(c);
   check_graph_replay<vn::Fp32>(c, true);
   check_graph_replay<vn::Bf16Mixed>(c, false);
+  check_freeze_prefix(c, false, 12, "dont_freeze_pe, block 0 frozen");
+  check_freeze_prefix(c, true, 14, "vitfreeze semantics, patch embedding and block 0 frozen");
 }
 
 }  // namespace

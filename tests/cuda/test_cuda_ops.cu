@@ -552,8 +552,9 @@ void check_adamw(vc::CudaContext& ctx, Checker& c, Random& rnd) {
     bool decay;
     double lr;
     bool working_copy;
+    float grad_scale;  // the device reads grad * grad_scale; the reference gets the scaled gradient
   };
-  const std::vector<Case> cases = {{1000, true, 1e-2, true}, {37, false, 2e-2, false}, {3000, true, 5e-3, false}};
+  const std::vector<Case> cases = {{1000, true, 1e-2, true, 1.0f}, {37, false, 2e-2, false, 1.0f}, {3000, true, 5e-3, false, 0.25f}};
   std::vector<vf::Parameter<float>> params;
   params.reserve(cases.size());  // optim::AdamW keys its state by the Parameter's address
   std::vector<vf::Tensor<float>> dparam, dgrad, dm, dv;
@@ -573,12 +574,13 @@ void check_adamw(vc::CudaContext& ctx, Checker& c, Random& rnd) {
     std::vector<vc::AdamWTensor> updates;
     for (std::size_t i = 0; i < cases.size(); ++i) {
       const std::vector<float> g = rnd.uniform(cases[i].n, -0.5f, 0.5f);
-      std::copy(g.begin(), g.end(), params[i].grad.data());
+      for (std::size_t j = 0; j < g.size(); ++j) params[i].grad.data()[j] = g[j] * cases[i].grad_scale;
       reference.update(params[i], cases[i].lr);
       vc::check(cudaMemcpyAsync(dgrad[i].data(), g.data(), dgrad[i].bytes(), cudaMemcpyHostToDevice, ctx.stream()),
                 "upload grad");
       updates.push_back({dparam[i].data(), dgrad[i].data(), dm[i].data(), dv[i].data(),
-                         dwork[i].empty() ? nullptr : dwork[i].data(), cases[i].n, cases[i].lr, cases[i].decay, step});
+                         dwork[i].empty() ? nullptr : dwork[i].data(), cases[i].n, cases[i].lr, cases[i].decay, step,
+                         cases[i].grad_scale});
     }
     vc::adamw_step(ctx, std::span<const vc::AdamWTensor>(updates), options);
   }

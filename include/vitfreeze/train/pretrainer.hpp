@@ -87,6 +87,35 @@ struct EpochReport {
   int first_active_unit = 0;
 };
 
+// The metrics.jsonl records of a pretraining run (the GPU trainer writes the same ones).
+inline io::Json step_record(int epoch, std::int64_t g, double loss, const freeze::FreezeController& controller) {
+  io::Json rec = io::Json::object();
+  rec["kind"] = "step";
+  rec["epoch"] = epoch;
+  rec["iteration"] = g;
+  rec["loss"] = loss;
+  rec["lr"] = controller.lr(controller.units() - 1);
+  rec["first_active_unit"] = controller.first_active_unit();
+  return rec;
+}
+inline io::Json epoch_record(const EpochReport& r) {
+  io::Json rec = io::Json::object();
+  rec["kind"] = "epoch";
+  rec["epoch"] = r.epoch;
+  rec["loss"] = r.mean_loss;
+  rec["seconds"] = r.seconds;
+  rec["images_per_second"] = r.images_per_second;
+  rec["first_active_unit"] = r.first_active_unit;
+  return rec;
+}
+inline io::Json freeze_record(int unit, std::int64_t iteration) {
+  io::Json rec = io::Json::object();
+  rec["kind"] = "freeze";
+  rec["unit"] = unit;
+  rec["iteration"] = iteration;
+  return rec;
+}
+
 template <class Encoder, class Objective, class Masking, CpuScalar T = float>
 class Pretrainer {
  public:
@@ -191,16 +220,7 @@ class Pretrainer {
       EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
                     controller_.first_active_unit()};
       reports.push_back(r);
-      if (metrics()) {
-        io::Json rec = io::Json::object();
-        rec["kind"] = "epoch";
-        rec["epoch"] = r.epoch;
-        rec["loss"] = r.mean_loss;
-        rec["seconds"] = r.seconds;
-        rec["images_per_second"] = r.images_per_second;
-        rec["first_active_unit"] = r.first_active_unit;
-        metrics()->log(rec);
-      }
+      if (metrics()) metrics()->log(epoch_record(r));
     }
     return reports;
   }
@@ -440,13 +460,7 @@ class Pretrainer {
       p->freeze();
       optimizer_.release(*p);
     }
-    if (metrics()) {
-      io::Json rec = io::Json::object();
-      rec["kind"] = "freeze";
-      rec["unit"] = u;
-      rec["iteration"] = controller_.last_step();
-      metrics()->log(rec);
-    }
+    if (metrics()) metrics()->log(freeze_record(u, controller_.last_step()));
   }
 
   bool gradients_finite() const {
@@ -490,16 +504,7 @@ class Pretrainer {
     throw NumericError(what);
   }
 
-  void log_step(int epoch, std::int64_t g, double loss) {
-    io::Json rec = io::Json::object();
-    rec["kind"] = "step";
-    rec["epoch"] = epoch;
-    rec["iteration"] = g;
-    rec["loss"] = loss;
-    rec["lr"] = controller_.lr(controller_.units() - 1);
-    rec["first_active_unit"] = controller_.first_active_unit();
-    metrics()->log(rec);
-  }
+  void log_step(int epoch, std::int64_t g, double loss) { metrics()->log(step_record(epoch, g, loss, controller_)); }
 
   Encoder& encoder_;
   Objective& objective_;

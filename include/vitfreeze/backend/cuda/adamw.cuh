@@ -29,6 +29,7 @@ struct AdamWTensor {
   double lr = 0;
   bool decay = true;             // weight decay applies (false for biases and norms)
   std::int64_t step = 1;
+  float grad_scale = 1;          // the gradient is read as grad * grad_scale (1/A after A accumulated micro-batches)
 };
 
 // The hyper-parameters every tensor shares: optim::AdamWOptions or anything with the same fields.
@@ -51,6 +52,7 @@ struct AdamWSlice {
   float decay_factor;  // 1 - lr * wd
   float step_size;     // lr / (1 - b1^t)
   float inv_sqrt_c2;   // 1 / sqrt(1 - b2^t)
+  float grad_scale;
 };
 
 template <class F>
@@ -58,7 +60,7 @@ __global__ void adamw(const AdamWSlice* slices, F beta1, F beta2, F eps) {
   const AdamWSlice s = slices[blockIdx.y];
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < s.numel;
        i += std::int64_t(gridDim.x) * blockDim.x) {
-    const float g = s.grad[i];
+    const float g = s.grad[i] * s.grad_scale;
     const float m = beta1 * s.m[i] + (1.0f - beta1) * g;
     const float v = beta2 * s.v[i] + (1.0f - beta2) * g * g;
     const float w = s.param[i] * s.decay_factor - s.step_size * m / (sqrtf(v) * s.inv_sqrt_c2 + eps);
@@ -84,7 +86,7 @@ std::vector<kernels::AdamWSlice> adamw_table(std::span<const AdamWTensor> tensor
     const double c1 = 1 - std::pow(double(options.beta1), double(t.step));
     const double c2 = 1 - std::pow(double(options.beta2), double(t.step));
     slices.push_back({t.param, t.grad, t.m, t.v, t.working_copy, t.numel, static_cast<float>(1 - t.lr * wd),
-                      static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2))});
+                      static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2)), t.grad_scale});
     largest = std::max(largest, t.numel);
   }
   *largest_out = largest;

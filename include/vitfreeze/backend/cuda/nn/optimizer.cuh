@@ -4,6 +4,7 @@
 // (no gradient buffer) are skipped and keep their values bit for bit.
 #include <algorithm>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -27,18 +28,44 @@ class DeviceAdamW {
     stage(ctx, lr);
     launch(ctx);
   }
+  // Per-parameter learning rates (progressive freezing gives every unit its own): lrs[i] for the
+  // i-th tensor of the list, still one fused launch. grad_scale multiplies every gradient (1/A
+  // after A accumulated micro-batches, the mean the CPU trainer forms by weighting each loss).
+  void step(CudaContext& ctx, std::span<const double> lrs, double grad_scale = 1.0) {
+    stage(ctx, lrs, grad_scale);
+    launch(ctx);
+  }
 
   // The two halves of step(), for CUDA-graph replay: stage() counts the step and uploads this step's
   // table (learning rates, bias corrections) to a buffer whose address stays fixed while the set of
   // trained tensors does; launch() enqueues the update reading it, and is what a graph captures.
-  void stage(CudaContext& ctx, double lr) {
+  void stage(CudaContext& ctx, double lr) { stage_with(ctx, [lr](std::size_t) { return lr; }, 1.0); }
+  void stage(CudaContext& ctx, std::span<const double> lrs, double grad_scale = 1.0) {
+    if (lrs.size() != parameters_.size())
+      throw ConfigError("DeviceAdamW::step: " + std::to_string(lrs.size()) + " learning rates for " +
+                        std::to_string(parameters_.size()) + " parameters");
+    stage_with(ctx, [lrs](std::size_t i) { return lrs[i]; }, grad_scale);
+  }
+  void launch(CudaContext& ctx) const {
+    adamw_launch(ctx, static_cast<const kernels::AdamWSlice*>(table_.data()), count_, largest_, options_);
+  }
+  std::size_t trained_tensors() const { return count_; }
+
+  const DeviceParameterList<T>& parameters() const { return parameters_; }
+  const optim::AdamWOptions& options() const { return options_; }
+
+ private:
+  template <class LrOf>
+  void stage_with(CudaContext& ctx, LrOf lr_of, double grad_scale) {
     tensors_.clear();
-    for (auto* p : parameters_) {
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      auto* p = parameters_[i];
       if (!p->trainable()) continue;
       ++p->step;
       bf16* working_copy = nullptr;  // fp32 GEMMs read the master directly
       if constexpr (std::is_same_v<T, bf16>) working_copy = p->working_copy();
-      tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), working_copy, p->numel(), lr, p->decay, p->step});
+      tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), working_copy, p->numel(), lr_of(i), p->decay, p->step,
+                          static_cast<float>(grad_scale)});
     }
     const std::vector<kernels::AdamWSlice> table = adamw_table(std::span<const AdamWTensor>(tensors_), options_, &largest_);
     count_ = table.size();
@@ -49,14 +76,7 @@ class DeviceAdamW {
                             ctx.stream()),
             "cudaMemcpyAsync(AdamW table)");  // pageable source: staged before the call returns
   }
-  void launch(CudaContext& ctx) const {
-    adamw_launch(ctx, static_cast<const kernels::AdamWSlice*>(table_.data()), count_, largest_, options_);
-  }
-  std::size_t trained_tensors() const { return count_; }
 
-  const optim::AdamWOptions& options() const { return options_; }
-
- private:
   DeviceParameterList<T> parameters_;
   optim::AdamWOptions options_;
   std::vector<AdamWTensor> tensors_;

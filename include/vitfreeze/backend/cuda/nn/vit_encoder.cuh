@@ -3,8 +3,10 @@
 // from a host encoder so it starts from the same weights. Units as the freezing code counts them:
 // unit 0 = patch embedding and cls token, unit i = block i - 1; the final norm trains to the end.
 // A frozen prefix (truncate semantics) runs forward only, keeps no activations, and the backward
-// stops at the first trained block. forward/backward serve MAE (final norm on the last block);
-// forward_taps/backward_taps serve LocalMIM (hidden states after chosen blocks, no final norm).
+// stops at the first trained block. With the cls token or the patch embedding still training
+// (freeze_prefix: ViTFreeze's semantics, --dont_freeze_pe) the gradient goes on through the frozen
+// blocks to them. forward/backward serve MAE (final norm on the last block); forward_taps/
+// backward_taps serve LocalMIM (hidden states after chosen blocks, no final norm).
 #include <algorithm>
 #include <span>
 #include <vector>
@@ -25,7 +27,7 @@ class DeviceViT {
 
   struct Saved {
     DeviceBuffer visible_patches;  // [B, K, C p p]
-    std::vector<typename DeviceBlock<P>::Saved> blocks;  // trained blocks only, from first_trained_block
+    std::vector<typename DeviceBlock<P>::Saved> blocks;  // from first_saved_block on
     DeviceBuffer last;              // input of the final norm
     RowStatistics norm_stats;
     std::int64_t batch = 0, keep = 0;
@@ -52,17 +54,26 @@ class DeviceViT {
   // Freezes units [0, n): their gradients and optimizer state are released.
   void freeze_units(int n) {
     if (n < 0 || n >= units()) throw ConfigError("DeviceViT: can freeze 0.." + std::to_string(units() - 1) + " units");
+    freeze_prefix(n >= 1 ? n - 1 : 0, n >= 1, n >= 1);
     frozen_units_ = n;
-    if (n >= 1) {
-      cls_token.freeze();
-      patch_embed.weight.freeze();
-      patch_embed.bias.freeze();
-    }
-    for (int i = 0; i + 1 < n; ++i) {
+  }
+
+  // The general form, for the other freeze semantics: freezes blocks [0, blocks) and, when asked,
+  // the patch embedding and the cls token. While either of those still trains (ViTFreeze's
+  // semantics: the cls token; --dont_freeze_pe: both), the frozen blocks keep their activations and
+  // pass the gradient back through them (input gradients only, no weight gradients).
+  void freeze_prefix(int blocks_frozen, bool patch_embedding, bool cls) {
+    if (blocks_frozen < 0 || blocks_frozen >= int(blocks.size()))
+      throw ConfigError("DeviceViT: can freeze 0.." + std::to_string(blocks.size() - 1) + " blocks");
+    if (patch_embedding) patch_embed.weight.freeze(), patch_embed.bias.freeze();
+    if (cls) cls_token.freeze();
+    for (int i = 0; i < blocks_frozen; ++i) {
       DeviceParameterList<T> ps;
       blocks[i].collect_parameters(ps);
       for (auto* p : ps) p->freeze();
     }
+    frozen_blocks_ = std::max(frozen_blocks_, blocks_frozen);
+    frozen_units_ = -1;  // not a unit prefix unless freeze_units says so
   }
 
   // images [B, C, H, W] (activation type), ids_keep [B, K] -> latent [B, 1 + K, D] after the final norm.
@@ -126,8 +137,10 @@ class DeviceViT {
   DeviceLayerNorm<P> norm;
 
  private:
-  // Blocks before this one are frozen (unit i + 1 = block i).
-  int first_trained_block() const { return frozen_units_ <= 1 ? 0 : frozen_units_ - 1; }
+  bool gradient_reaches_embedding() const { return cls_token.trainable() || patch_embed.weight.trainable(); }
+  // The backward starts its block loop here: the first trained block, or block 0 while the
+  // gradient must go on through the frozen blocks to the embedding.
+  int first_saved_block() const { return gradient_reaches_embedding() ? 0 : frozen_blocks_; }
 
 
   // Embedding and blocks 0..top; returns block top's output. taps (when given) receives the output
@@ -145,7 +158,7 @@ class DeviceViT {
     DeviceBuffer x = device_array<T>(ctx, rows * dim_);
     assemble_encoder_tokens<T>(ctx, data_of<T>(embedded), cls_token.value(), data_of<T>(pos_), ids_keep, data_of<T>(x), B, K, dim_);
 
-    const int first_trained = first_trained_block();
+    const int first_trained = first_saved_block();
     if (saved) {
       saved->visible_patches = visible;
       saved->blocks.assign(std::size_t(std::max(0, top + 1 - first_trained)), {});
@@ -161,11 +174,11 @@ class DeviceViT {
   }
 
   // grad: on entry d(output of the top saved block); tap gradients join at their blocks. Runs the
-  // trained blocks down to first_trained_block, then the embedding if it trains.
+  // trained blocks down to first_saved_block, then the embedding if it trains.
   void backward_blocks(CudaContext& ctx, const Saved& k, DeviceBuffer& grad, std::span<const TapGradient> tap_grads) const {
     const std::int64_t B = k.batch, K = k.keep, rows = B * (K + 1);
-    const int first_trained = first_trained_block();
-    const bool embedding_trains = frozen_units_ == 0;
+    const int first_trained = first_saved_block();
+    const bool embedding_trains = gradient_reaches_embedding();
     if (k.blocks.empty()) return;  // every tap sits below the trained blocks
     for (int i = first_trained + int(k.blocks.size()) - 1; i >= first_trained; --i) {
       for (const TapGradient& t : tap_grads)
@@ -176,13 +189,15 @@ class DeviceViT {
     DeviceBuffer dembedded = device_array<T>(ctx, B * K * dim_);
     DeviceBuffer dcls_rows = device_array<T>(ctx, B * dim_);
     split_encoder_token_grads<T>(ctx, data_of<T>(grad), data_of<T>(dembedded), data_of<T>(dcls_rows), B, K, dim_);
-    add_column_sums<T>(ctx, data_of<T>(dcls_rows), B, dim_, cls_token.grad());
-    patch_embed.backward(ctx, data_of<T>(dembedded), data_of<T>(k.visible_patches), nullptr, B * K);
+    if (cls_token.trainable()) add_column_sums<T>(ctx, data_of<T>(dcls_rows), B, dim_, cls_token.grad());
+    if (patch_embed.weight.trainable())
+      patch_embed.backward(ctx, data_of<T>(dembedded), data_of<T>(k.visible_patches), nullptr, B * K);
   }
 
   std::int64_t channels_, image_, patch_, patches_, dim_;
   DeviceBuffer pos_;  // [1 + L, D], zero cls row
-  int frozen_units_ = 0;
+  int frozen_units_ = 0;   // -1 after a freeze_prefix that is no unit prefix
+  int frozen_blocks_ = 0;  // blocks [0, frozen_blocks_) are frozen
 };
 
 }  // namespace vitfreeze::cuda::nn

@@ -1,0 +1,402 @@
+#pragma once
+// What vitfreeze_pretrain (CPU) and vitfreeze_pretrain_cuda (GPU) share, so that both read the same
+// flags, build the same models from the same seeds, see the same data in the same order, freeze on
+// the same schedule, and evaluate the encoder the same way (export, linear probe, optional
+// fine-tune, summary.json): their printed top-1 numbers are then comparable.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// GCC 12 with -march=native reports its own AVX-512 intrinsics (the `__Y = __Y` idiom in
+// avx512fintrin.h, reached through Eigen's pexp) as uninitialised, depending on inlining; the
+// location is the intrinsics header, first included here, so the warning is silenced there only.
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include "vitfreeze/data/idx.hpp"
+#include "vitfreeze/data/loader.hpp"
+#include "vitfreeze/freeze/freeze.hpp"
+#include "vitfreeze/io/plot.hpp"
+#include "vitfreeze/io/png.hpp"
+#include "vitfreeze/io/weights.hpp"
+#include "vitfreeze/mim/localmim.hpp"
+#include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/mim/reconstruction.hpp"
+#include "vitfreeze/train/finetune.hpp"
+#include "vitfreeze/train/linear_probe.hpp"
+#include "vitfreeze/train/pretrainer.hpp"
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace vitfreeze::examples {
+
+// The flags both executables take (the GPU one adds its own lines before these).
+inline constexpr const char* kPretrainFlagsHelp = R"(
+  --objective localmim|mae   LocalMIM (multi-scale HOG at 4 taps; default) or MAE (normalised pixels)
+  --model tiny|mini          tiny: ViT-Ti (192 wide, 12 blocks, 3 heads); mini: 128 wide, 6 blocks, 4 heads
+  --mask-ratio R             fraction of patches removed (default 0.75)
+  --epochs E --warmup W      pretraining epochs and warmup epochs (default 4, 1)
+  --batch B                  micro-batch size (default 128)
+  --accumulation A           micro-batches per optimiser step (default 1); lr = blr * B * A / 256
+  --blr X                    base LR; lr = blr * batch / 256 (default 1.5e-3)
+  --schedule S               none|linear|squared|cubic|vit-tailored (default cubic)
+  --t0 X                     schedule t0 (default 0.8)
+  --lr-mode M                scaled|unscaled|global|vit-tailored (default: vit-tailored for that schedule, else global)
+  --semantics S              truncate|vitfreeze (default truncate)
+  --dont-freeze-pe 1         keep the patch embedding and cls token training (blocks are the only units)
+  --data DIR                 Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
+  --train-subset N           pretrain on the first N training images (default 20000; 0 = all 60000)
+  --probe-subset N           linear-probe training features from the first N images (default 20000; 0 = all)
+  --probe-epochs N           linear-probe epochs (default 10)
+  --finetune-epochs N        then fine-tune end to end for N epochs (default 0: off) and report test top-1/top-5
+  --finetune-subset N        fine-tune on the first N training images (default 10000)
+  --finetune-lr X            fine-tuning peak LR (default 1e-3; layer decay 0.75, label smoothing 0.1)
+  --steps-per-epoch N        cut each epoch short (smoke tests)
+  --out DIR                  output directory (default runs/pretrain)
+  --seed N --threads N       seed (default 0); threads (default: all cores)
+
+  Checkpoints and reliability (checkpoints go to OUT/checkpoints/ckpt-<iteration>.safetensors):
+  --resume auto|PATH         auto: continue from the newest intact checkpoint in OUT/checkpoints (start
+                             fresh if there is none); PATH: from that checkpoint file. The model and
+                             recipe must match (else an error lists every difference)
+  --checkpoint-every-epochs N  save every N epochs and at the end (default 1; 0 = never)
+  --keep-checkpoints K       keep the newest K checkpoints (default 2)
+  --non-finite stop|skip[:N] on a NaN/Inf loss or gradient: stop (default; saves the last good state
+                             first) or skip the step, at most N times (default 10)
+  --dump-step PATH           write the first training step (input, mask, loss, parameters, gradients)
+                             to PATH as safetensors, for comparison with PyTorch
+  --export-encoder PATH      after pretraining, write the encoder with timm names (loads into
+                             timm's VisionTransformer with load_state_dict)
+  --help
+)";
+
+struct Args {
+  std::map<std::string, std::string> values;
+  bool has(const std::string& k) const { return values.count(k) != 0; }
+  std::string get(const std::string& k, const std::string& d) const {
+    auto it = values.find(k);
+    return it == values.end() ? d : it->second;
+  }
+  double num(const std::string& k, double d) const {
+    auto it = values.find(k);
+    if (it == values.end()) return d;
+    char* end = nullptr;
+    const double v = std::strtod(it->second.c_str(), &end);
+    if (end == it->second.c_str() || *end) throw ConfigError("--" + k + ": not a number: " + it->second);
+    return v;
+  }
+};
+
+// `extra`: flags only this executable knows (the GPU's --device, --precision).
+inline Args parse_args(int argc, char** argv, std::span<const std::string_view> extra = {}) {
+  static constexpr std::string_view known[] = {
+      "objective", "model", "mask-ratio", "epochs", "warmup", "batch", "blr", "schedule", "t0", "lr-mode",
+      "semantics", "data", "train-subset", "probe-epochs", "steps-per-epoch", "accumulation", "dont-freeze-pe",
+      "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
+      "checkpoint-every-epochs", "keep-checkpoints", "non-finite", "dump-step", "export-encoder"};
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "--help" || k == "-h") {
+      a.values["help"] = "1";
+      continue;
+    }
+    if (k.rfind("--", 0) != 0) throw ConfigError("unexpected argument " + k);
+    k = k.substr(2);
+    if (std::find(std::begin(known), std::end(known), k) == std::end(known) &&
+        std::find(extra.begin(), extra.end(), k) == extra.end())
+      throw ConfigError("unknown flag --" + k);
+    if (i + 1 >= argc) throw ConfigError("--" + k + " needs a value");
+    a.values[k] = argv[++i];
+  }
+  return a;
+}
+
+inline data::Dataset head_of(data::Dataset d, std::int64_t n) {
+  if (n <= 0 || n >= d.count) return d;
+  const std::int64_t per = std::int64_t(d.channels) * d.height * d.width;
+  d.pixels.resize(std::size_t(n * per));
+  d.labels.resize(std::size_t(n));
+  d.count = n;
+  return d;
+}
+
+// ---- models -------------------------------------------------------------------------------------
+
+inline constexpr ViTSpec kTiny = specs::tiny(28, 1, 4);
+inline constexpr ViTSpec kMini{.image = 28, .channels = 1, .patch = 4, .dim = 128, .depth = 6, .heads = 4, .mlp_ratio = 4};
+
+// MAE: decoder 128 wide, 2 blocks (the machine-facts baseline). LocalMIM on the 7x7 grid of patch 4:
+// scale 1/2 is infeasible (7 is odd), so the taps after blocks [1, 3, depth-3, depth-1] predict HOG
+// at scales 4, 2, 1, 1 (cells of 1, 2, 4, 4 pixels); one decoder block 128 wide per tap.
+template <ViTSpec S>
+using MaeOf = mim::Mae<S, mim::DecoderSpec{.dim = 128, .depth = 2, .heads = 4}>;
+inline constexpr mim::DecoderSpec kTapDecoder{.dim = 128, .depth = 1, .heads = 4};
+using LocalMimTiny = mim::LocalMim<kTiny, mim::taps<mim::TapSpec{1, 4, 1}, mim::TapSpec{3, 2, 1},
+                                                    mim::TapSpec{9, 1, 1}, mim::TapSpec{11, 1, 1}>,
+                                   kTapDecoder>;
+using LocalMimMini = mim::LocalMim<kMini, mim::taps<mim::TapSpec{1, 4, 1}, mim::TapSpec{3, 2, 1}, mim::TapSpec{5, 1, 1}>,
+                                   kTapDecoder>;
+
+// Calls run.template operator()<S, Objective>() for --model and --objective (validated here).
+template <class Run>
+int with_model(const Args& args, Run&& run) {
+  const std::string model = args.get("model", "tiny"), objective = args.get("objective", "localmim");
+  if (objective != "mae" && objective != "localmim") throw ConfigError("--objective: mae or localmim, not " + objective);
+  const bool mae = objective == "mae";
+  if (model == "tiny")
+    return mae ? run.template operator()<kTiny, MaeOf<kTiny>>() : run.template operator()<kTiny, LocalMimTiny>();
+  if (model == "mini")
+    return mae ? run.template operator()<kMini, MaeOf<kMini>>() : run.template operator()<kMini, LocalMimMini>();
+  throw ConfigError("--model: unknown " + model);
+}
+
+// ---- the run's recipe ---------------------------------------------------------------------------
+
+// Read before anything is built.
+struct RunBasics {
+  std::filesystem::path out;
+  std::string data_dir;
+  int epochs = 0, warmup = 0, accumulation = 1;
+  std::int64_t batch = 0;
+  std::uint64_t seed = 0;
+  double lr = 0;  // blr * batch * accumulation / 256
+
+  static RunBasics read(const Args& args) {
+    RunBasics b;
+    b.out = args.get("out", "runs/pretrain");
+    std::filesystem::create_directories(b.out);
+    b.data_dir = args.get("data", "/usr/share/datasets/fashion-mnist");
+    b.epochs = int(args.num("epochs", 4)), b.warmup = int(args.num("warmup", 1));
+    b.batch = std::int64_t(args.num("batch", 128));
+    b.seed = std::uint64_t(args.num("seed", 0));
+    b.accumulation = int(args.num("accumulation", 1));
+    b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation / 256.0;
+    return b;
+  }
+};
+
+struct PretrainData {
+  data::Dataset train_full, test, train;
+  data::Normalize norm = data::Normalize::fashion_mnist();
+
+  static PretrainData load(const Args& args, const RunBasics& b) {
+    PretrainData d;
+    d.train_full = data::fashion_mnist(b.data_dir, data::Split::train);
+    d.test = data::fashion_mnist(b.data_dir, data::Split::test);
+    d.train = head_of(d.train_full, std::int64_t(args.num("train-subset", 20000)));
+    return d;
+  }
+};
+
+// Pretraining augmentation and loader: shuffled with the run's seed, last partial batch dropped.
+template <ViTSpec S>
+data::Loader pretrain_loader(const PretrainData& d, const RunBasics& b) {
+  data::Transform augment{data::RandomResizedCrop{S.image, 0.2, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
+                          std::nullopt, 0.5, d.norm};
+  return data::Loader(d.train, augment,
+                      {.batch_size = b.batch, .shuffle = true, .last_batch = data::LastBatch::drop, .seed = b.seed});
+}
+
+// The freeze schedule over the units (depth + 1, or depth with --dont-freeze-pe) and its LRs.
+struct FreezeSetup {
+  bool dont_freeze_pe = false;
+  int units = 0;
+  freeze::RuntimeSchedule rs;
+  std::string schedule, mode;
+  freeze::LrSettings lrs;
+  std::int64_t steps_cap = -1;  // --steps-per-epoch, -1 when not set
+  std::int64_t iters = 0;       // iterations per epoch, whole accumulation windows
+  freeze::FreezeSemantics semantics = freeze::FreezeSemantics::truncate;
+
+  static FreezeSetup read(const Args& args, int depth, const RunBasics& b, std::int64_t batches_per_epoch) {
+    FreezeSetup f;
+    f.dont_freeze_pe = args.num("dont-freeze-pe", 0) != 0;
+    f.units = depth + (f.dont_freeze_pe ? 0 : 1);
+    f.schedule = args.get("schedule", "cubic");
+    f.rs = freeze::RuntimeSchedule{freeze::Spacing::cubic, args.num("t0", 0.8), f.schedule != "none"};
+    if (f.schedule == "linear") f.rs.spacing = freeze::Spacing::linear;
+    else if (f.schedule == "squared") f.rs.spacing = freeze::Spacing::squared;
+    else if (f.schedule != "cubic" && f.schedule != "vit-tailored" && f.schedule != "none")
+      throw ConfigError("--schedule: unknown " + f.schedule);
+    f.mode = args.get("lr-mode", f.schedule == "vit-tailored" ? "vit-tailored" : "global");
+    f.lrs = freeze::LrSettings{.base_lr = b.lr, .min_lr = 1e-6, .tail = 0.1};
+    if (f.mode == "scaled") f.lrs.mode = freeze::LrMode::scaled_layerwise;
+    else if (f.mode == "unscaled") f.lrs.mode = freeze::LrMode::unscaled_layerwise;
+    else if (f.mode == "global") f.lrs.mode = freeze::LrMode::global_hard_freeze;
+    else if (f.mode == "vit-tailored") f.lrs.mode = freeze::LrMode::vit_tailored;
+    else throw ConfigError("--lr-mode: unknown " + f.mode);
+    f.steps_cap = std::int64_t(args.num("steps-per-epoch", -1));
+    f.iters = f.steps_cap > 0 ? std::min(f.steps_cap, batches_per_epoch) : batches_per_epoch;
+    f.iters -= f.iters % std::max(b.accumulation, 1);  // whole accumulation windows per epoch
+    f.semantics = args.get("semantics", "truncate") == "vitfreeze" ? freeze::FreezeSemantics::vitfreeze
+                                                                   : freeze::FreezeSemantics::truncate;
+    return f;
+  }
+
+  freeze::FreezeController controller(const RunBasics& b) const {
+    return freeze::FreezeController(rs.fractions(units), {b.epochs, b.warmup, iters}, lrs);
+  }
+
+  // The trainer options both backends honour (the CPU adds checkpoints and the non-finite policy).
+  train::PretrainOptions options(const RunBasics& b) const {
+    train::PretrainOptions opt;
+    opt.epochs = b.epochs;
+    opt.seed = b.seed;
+    opt.out_dir = b.out;
+    opt.max_steps_per_epoch = steps_cap > 0 ? iters : -1;
+    opt.accumulation = b.accumulation;
+    opt.dont_freeze_pe = dont_freeze_pe;
+    opt.semantics = semantics;
+    return opt;
+  }
+
+  std::string banner(const ViTSpec& S, const char* objective, std::int64_t images, const RunBasics& b) const {
+    std::ostringstream s;
+    s << "pretraining " << objective << " on " << images << " images, ViT " << S.dim << "x" << S.depth << " patch "
+      << S.patch << ", " << b.epochs << " epochs x " << iters << " steps, schedule " << schedule << " (t0 " << rs.t0
+      << "), lr mode " << mode;
+    return s.str();
+  }
+};
+
+inline int mask_ratio_per_mille(const Args& args) { return int(std::lround(args.num("mask-ratio", 0.75) * 1000)); }
+
+// ---- after pretraining --------------------------------------------------------------------------
+
+inline void write_loss_plot(const std::filesystem::path& out, const std::vector<train::EpochReport>& reports) {
+  io::PlotSeries loss{"mean loss per epoch", {}, {}};
+  for (auto& r : reports) loss.x.push_back(r.epoch + 1), loss.y.push_back(r.mean_loss);
+  io::write_line_plot((out / "loss.png").string(), {loss}, {.title = "pretraining loss", .x_label = "epoch", .y_label = "loss"});
+}
+
+// Writes original / masked / reconstruction rows for the first test images (MAE only: LocalMIM
+// predicts HOG features, not pixels). Runs the host models on the CPU.
+template <ViTSpec S, class Objective>
+void write_reconstructions(nn::ViT<S, float>& encoder, Objective& objective, const PretrainData& d, int ratio,
+                           const std::filesystem::path& path) {
+  data::Transform plain{std::nullopt, std::nullopt, 0.0, d.norm};
+  data::Loader loader(d.test, plain, {.batch_size = 8, .shuffle = false, .workers = 0});
+  loader.start_epoch(0);
+  auto batch = loader.next();
+  const auto masks = mim::RandomRatio{ratio}.make(8, S.grid(), S.grid(), 12345, 0);
+  Tape<float> tape;
+  NoGrad<float> no_grad(tape);
+  auto out = objective.forward(tape, encoder, batch->images, masks);
+  auto panels = mim::reconstruction_panels(batch->images, tape.value(out.prediction), masks, S.patch,
+                                           Objective::norm_pix, d.norm);
+  io::write_image_grid(path, panels, 3, 2);
+}
+
+// The loss plot and (MAE) reconstructions of a finished pretraining.
+template <ViTSpec S, class Objective>
+void write_pretrain_figures(const Args& args, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
+                            Objective& objective, const std::vector<train::EpochReport>& reports) {
+  write_loss_plot(b.out, reports);
+  if constexpr (requires { Objective::norm_pix; }) {
+    write_reconstructions(encoder, objective, d, mask_ratio_per_mille(args), b.out / "reconstructions.png");
+    std::cout << "wrote " << (b.out / "reconstructions.png").string() << "\n";
+  }
+}
+
+// What the pretraining part reports to the summary.
+struct PretrainOutcome {
+  explicit PretrainOutcome(const Args& args) : schedule(args.get("schedule", "cubic")), t0(args.num("t0", 0.8)) {}
+  std::vector<train::EpochReport> reports;
+  double seconds = 0;
+  std::string schedule, mode = "none";  // mode: set when pretraining runs
+  double t0 = 0;
+};
+
+// Export (--export-encoder), linear probe on the frozen encoder, optional fine-tuning, summary.json.
+// `extra` fields go into the summary as well (the GPU's device and precision).
+template <ViTSpec S>
+int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
+                           const char* objective_name, const PretrainOutcome& pre, const io::Json& extra = io::Json::object()) {
+  if (args.has("export-encoder")) {
+    io::export_encoder(encoder, args.get("export-encoder", ""));
+    std::cout << "wrote the encoder (timm names) to " << args.get("export-encoder", "") << "\n";
+  }
+
+  // Linear probe on the frozen encoder (no augmentation).
+  data::Transform plain{std::nullopt, std::nullopt, 0.0, d.norm};
+  auto probe_train = head_of(d.train_full, std::int64_t(args.num("probe-subset", 20000)));
+  data::Loader train_eval(probe_train, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
+  data::Loader test_eval(d.test, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
+  const auto t1 = std::chrono::steady_clock::now();
+  auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, train::FeaturePool::mean_patches);
+  auto ftest = train::extract_features(encoder, test_eval, d.test.count, train::FeaturePool::mean_patches);
+  auto probe = train::train_linear_probe(std::move(ftrain), std::move(ftest),
+                                         {.epochs = int(args.num("probe-epochs", 10)), .seed = b.seed});
+  const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+
+  std::cout << "pretraining time " << pre.seconds << " s; linear probe " << probe_s << " s\n"
+            << "linear probe: train top-1 " << 100 * probe.train.top1 << " %, test top-1 " << 100 * probe.test.top1
+            << " %, test top-5 " << 100 * probe.test.top5 << " %\n";
+
+  // Optional end-to-end fine-tuning of the (pretrained) encoder.
+  const int ft_epochs = int(args.num("finetune-epochs", 0));
+  train::Accuracy ft_acc;
+  double ft_s = 0;
+  if (ft_epochs > 0) {
+    auto ft_train = head_of(d.train_full, std::int64_t(args.num("finetune-subset", 10000)));
+    data::Transform ft_augment{data::RandomResizedCrop{S.image, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
+                               std::nullopt, 0.5, d.norm};
+    data::Loader ft_loader(ft_train, ft_augment, {.batch_size = 128, .last_batch = data::LastBatch::drop, .seed = b.seed + 7});
+    train::Classifier classifier(encoder, 10, b.seed + 3);
+    const auto t2 = std::chrono::steady_clock::now();
+    train::finetune(classifier, ft_loader,
+                    {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = args.num("finetune-lr", 1e-3),
+                     .layer_decay = 0.75, .label_smoothing = 0.1, .seed = b.seed});
+    ft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
+    ft_acc = train::evaluate_classifier(classifier, test_eval);
+    std::cout << "fine-tune (" << ft_epochs << " epochs on " << ft_train.count << " images, " << ft_s
+              << " s): test top-1 " << 100 * ft_acc.top1 << " %, top-5 " << 100 * ft_acc.top5 << " %\n";
+  }
+
+  io::Json summary = io::Json::object();
+  summary["objective"] = objective_name;
+  summary["schedule"] = pre.schedule;
+  summary["t0"] = pre.t0;
+  summary["lr_mode"] = pre.mode;
+  summary["epochs"] = b.epochs;
+  summary["pretrain_seconds"] = pre.seconds;
+  summary["probe_test_top1"] = probe.test.top1;
+  summary["probe_test_top5"] = probe.test.top5;
+  summary["probe_train_top1"] = probe.train.top1;
+  summary["probe_seconds"] = probe_s;
+  summary["semantics"] = args.get("semantics", "truncate");
+  summary["finetune_epochs"] = ft_epochs;
+  if (ft_epochs > 0) {
+    summary["finetune_test_top1"] = ft_acc.top1;
+    summary["finetune_test_top5"] = ft_acc.top5;
+    summary["finetune_seconds"] = ft_s;
+  }
+  io::Json per_epoch = io::Json::array();
+  for (auto& r : pre.reports) {
+    io::Json e = io::Json::object();
+    e["epoch"] = r.epoch;
+    e["loss"] = r.mean_loss;
+    e["seconds"] = r.seconds;
+    e["first_active_unit"] = r.first_active_unit;
+    per_epoch.push_back(e);
+  }
+  summary["epochs_report"] = per_epoch;
+  for (const auto& [k, v] : extra.as_object()) summary[k] = v;
+  io::write_file_atomic(b.out / "summary.json", std::string_view(summary.dump(2) + "\n"));
+  std::cout << "wrote " << (b.out / "summary.json").string() << "\n";
+  return 0;
+}
+
+}  // namespace vitfreeze::examples

@@ -1,0 +1,147 @@
+// vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pretraining on a GPU. Same flags, models,
+// seeds, data order, masks and freeze schedule (pretrain_common.hpp); the trained weights come back
+// into the host encoder, and the export, linear probe and fine-tuning then run on the CPU exactly as
+// in vitfreeze_pretrain, so the printed top-1 numbers are comparable.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "pretrain_common.hpp"
+#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/backend/cuda/nn/mae.cuh"
+#include "vitfreeze/backend/cuda/nn/pretrainer.cuh"
+// The LocalMIM device objective is being written separately: used as soon as its header exists.
+#if __has_include("vitfreeze/backend/cuda/nn/localmim.cuh")
+#include "vitfreeze/backend/cuda/nn/localmim.cuh"
+#define VITFREEZE_EXAMPLE_DEVICE_LOCALMIM 1
+#else
+#define VITFREEZE_EXAMPLE_DEVICE_LOCALMIM 0
+#endif
+
+namespace vf = vitfreeze;
+namespace vc = vitfreeze::cuda;
+namespace vn = vitfreeze::cuda::nn;
+namespace ex = vitfreeze::examples;
+
+namespace {
+
+const char* kHelp = R"(vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pretraining on a GPU (same flags, models, data
+order, masks and freeze schedule); the linear probe and fine-tuning then run on the CPU as there.
+
+  --device N                 CUDA device (default 0)
+  --precision bf16|fp32      bf16: bf16 activations, fp32 master weights, moments and accumulation
+                             (default); fp32: fp32 throughout (matches the CPU to rounding, slower)
+
+  Not on the GPU yet, refused with an error: --objective localmim until its device objective exists
+  (the default objective is localmim as on the CPU: pass --objective mae), --resume,
+  --checkpoint-every-epochs N > 0 and --keep-checkpoints (no checkpoints are written),
+  --non-finite skip, --dump-step. The loss is read at logging points (every 50 iterations) and at
+  each epoch's end; a non-finite loss stops the run there.
+
+Shared with vitfreeze_pretrain:)";
+
+// Flags of vitfreeze_pretrain that the GPU run cannot honour yet: an error, never silently ignored.
+void refuse_cpu_only_flags(const ex::Args& args) {
+  auto refuse = [](const std::string& what) {
+    throw vf::ConfigError(what + " is not available on the GPU yet (use vitfreeze_pretrain on the CPU)");
+  };
+  if (args.has("resume")) refuse("--resume (device checkpoints)");
+  if (args.has("checkpoint-every-epochs") && args.num("checkpoint-every-epochs", 0) != 0)
+    refuse("--checkpoint-every-epochs (device checkpoints; 0 is accepted)");
+  if (args.has("keep-checkpoints")) refuse("--keep-checkpoints (device checkpoints)");
+  if (args.get("non-finite", "stop") != "stop") refuse("--non-finite " + args.get("non-finite", ""));
+  if (args.has("dump-step")) refuse("--dump-step");
+  const std::string precision = args.get("precision", "bf16");
+  if (precision != "bf16" && precision != "fp32") throw vf::ConfigError("--precision: bf16 or fp32, not " + precision);
+}
+
+// A context on --device, or a clear error where there is no usable GPU.
+void open_device(std::optional<vc::CudaContext>& ctx, int device) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0)
+    throw vf::ConfigError(std::string("no CUDA device available (") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+                          "); vitfreeze_pretrain_cuda needs a GPU, vitfreeze_pretrain runs on the CPU");
+  if (device < 0 || device >= count)
+    throw vf::ConfigError("--device " + std::to_string(device) + ": this machine has devices 0.." + std::to_string(count - 1));
+  ctx.emplace(device);
+}
+
+template <vf::ViTSpec S, class HostObjective, class DeviceObjective, class P>
+int run(const ex::Args& args) {
+  const auto b = ex::RunBasics::read(args);
+  std::optional<vc::CudaContext> ctx;
+  if (b.epochs > 0) {
+    open_device(ctx, int(args.num("device", 0)));
+    std::cout << "GPU " << ctx->device() << ": " << ctx->properties().name << ", precision " << P::name << "\n";
+  }
+  const auto d = ex::PretrainData::load(args, b);
+  auto loader = ex::pretrain_loader<S>(d, b);
+
+  vf::nn::ViT<S, float> encoder(b.seed);  // initialised on the host from the seed, as on the CPU
+  ex::PretrainOutcome pre(args);
+  if (b.epochs > 0) {
+    const auto fs = ex::FreezeSetup::read(args, S.depth, b, loader.batches_per_epoch());
+    pre.mode = fs.mode;
+    vf::freeze::FreezeController controller = fs.controller(b);
+    HostObjective objective(b.seed + 1);
+    vn::DevicePretrainer<vf::nn::ViT<S, float>, HostObjective, DeviceObjective, vf::mim::RandomRatio, P> trainer(
+        *ctx, encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
+        {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05}, fs.options(b));
+    std::cout << fs.banner(S, HostObjective::name, d.train.count, b) << ", on the GPU\n";
+    const auto t0 = std::chrono::steady_clock::now();
+    pre.reports = trainer.fit(loader);
+    trainer.download();
+    pre.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ex::write_pretrain_figures(args, b, d, encoder, objective, pre.reports);
+  } else {
+    std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
+  }
+  vf::io::Json extra = vf::io::Json::object();
+  extra["backend"] = "cuda";
+  extra["precision"] = P::name;
+  extra["device"] = ctx ? std::string(ctx->properties().name) : std::string("none");
+  return ex::evaluate_and_summarise(args, b, d, encoder, HostObjective::name, pre, extra);
+}
+
+// --precision picks the policy the device objective is built with.
+template <vf::ViTSpec S, class HostObjective, template <vn::PrecisionPolicy> class DeviceObjective>
+int run_with_precision(const ex::Args& args) {
+  if (args.get("precision", "bf16") == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(args);
+  return run<S, HostObjective, DeviceObjective<vn::Bf16Mixed>, vn::Bf16Mixed>(args);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    static constexpr std::string_view gpu_flags[] = {"device", "precision"};
+    const ex::Args args = ex::parse_args(argc, argv, gpu_flags);
+    if (args.has("help")) {
+      std::cout << kHelp << ex::kPretrainFlagsHelp;
+      return 0;
+    }
+    refuse_cpu_only_flags(args);
+    if (args.has("threads")) vf::cpu::set_thread_count(int(args.num("threads", 0)));
+    return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() -> int {
+      if constexpr (std::string_view(Objective::name) == "mae") {
+        return run_with_precision<S, Objective, vn::DeviceMae>(args);
+      } else {
+#if VITFREEZE_EXAMPLE_DEVICE_LOCALMIM
+        return run_with_precision<S, Objective, vn::DeviceLocalMim>(args);
+#else
+        throw vf::ConfigError(
+            "--objective localmim: not yet on the GPU (no vitfreeze/backend/cuda/nn/localmim.cuh); pass --objective mae, "
+            "or run LocalMIM on the CPU with vitfreeze_pretrain");
+#endif
+      }
+    });
+  } catch (const std::exception& e) {
+    std::cerr << "vitfreeze_pretrain_cuda: " << e.what() << "\n";
+    return 2;
+  }
+}

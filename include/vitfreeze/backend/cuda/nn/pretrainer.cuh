@@ -1,0 +1,251 @@
+#pragma once
+// The pretraining loop on the GPU, the device counterpart of train::Pretrainer: the CPU loader's
+// batches go up each step with the masks the CPU trainer would draw (same policy, seed, window and
+// sample offset), the FreezeController sets every unit's LR and freezes prefixes exactly as on the
+// CPU (same units, same semantics, dont_freeze_pe), and one fused AdamW launch per optimiser step
+// updates each tensor at its unit's LR. Gradient accumulation: A forward/backward calls add into the
+// gradients, AdamW reads them scaled by 1/A.
+//
+// The loss never leaves the device inside a step: every micro-batch of an epoch has its own slot,
+// read at logging points (every options.log_every iterations: progress line, metrics.jsonl step
+// record, non-finite check) and all at once at the end of the epoch (exact mean loss).
+//
+// Not here (the caller must refuse them): checkpoints and resume, the `skip` non-finite policy,
+// step dumps. A non-finite loss stops the run at the next read (NumericError); gradients are not
+// checked.
+//
+// DeviceObjective: made as DeviceObjective(ctx, host_encoder, host_objective), with
+// forward_backward(ctx, images fp32, DeviceMasks, double* loss), collect_parameters(list) and an
+// `encoder` member (DeviceViT<P>). Its parameters outside the encoder belong to the last unit, as
+// MAE's decoder does on the CPU; an objective with per-block taps (LocalMIM) needs its tap
+// parameters mapped to their blocks' units in build_units() and dropped when those freeze, as
+// train::Pretrainer does for ObjectiveWithTaps.
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "vitfreeze/backend/cuda/nn/mae.cuh"
+#include "vitfreeze/backend/cuda/nn/optimizer.cuh"
+#include "vitfreeze/freeze/controller.hpp"
+#include "vitfreeze/io/metrics.hpp"
+#include "vitfreeze/train/pretrainer.hpp"
+
+namespace vitfreeze::cuda::nn {
+
+template <class HostEncoder, class HostObjective, class DeviceObjective, class Masking, PrecisionPolicy P>
+class DevicePretrainer {
+ public:
+  using T = typename P::Activation;
+  static constexpr ViTSpec spec = HostEncoder::spec;
+  // Doubles per loss slot: the objective writes its loss at slot[0] (MAE also its weight sum at
+  // slot[1]); the rest is headroom for objectives that write more.
+  static constexpr std::int64_t kSlotDoubles = 8;
+
+  DevicePretrainer(CudaContext& ctx, HostEncoder& encoder, HostObjective& objective, Masking masking,
+                   freeze::FreezeController& controller, optim::AdamWOptions adam, train::PretrainOptions options)
+      : ctx_(ctx), host_encoder_(encoder), host_objective_(objective), masking_(masking), controller_(controller),
+        options_(std::move(options)), model_(ctx, encoder, objective), optimizer_(collect(model_), adam) {
+    if (!options_.checkpoint_dir.empty() || options_.checkpoint_every_steps != 0 || !options_.dump_step.empty() ||
+        options_.non_finite != train::NonFinitePolicy::stop)
+      throw ConfigError("DevicePretrainer: checkpoints, step dumps and skipping non-finite steps are not implemented on the GPU");
+    const int A = options_.accumulation;
+    if (A < 1 || controller_.run().iters_per_epoch % A != 0 ||
+        (options_.max_steps_per_epoch > 0 && options_.max_steps_per_epoch % A != 0))
+      throw ConfigError("DevicePretrainer: accumulation " + std::to_string(A) +
+                        " must be >= 1 and divide the iterations per epoch");
+    build_units();
+    if (!options_.out_dir.empty()) {
+      std::filesystem::create_directories(options_.out_dir);
+      metrics_.emplace(options_.out_dir / "metrics.jsonl", io::MetricsLog::Mode::truncate);
+    }
+  }
+
+  // Runs the whole schedule over `loader` (its length is the iterations per epoch).
+  std::vector<train::EpochReport> fit(data::Loader& loader) {
+    std::vector<train::EpochReport> reports;
+    io::ProgressBar bar(std::cout);
+    const std::int64_t iters = controller_.run().iters_per_epoch;
+    loss_slots_ = ctx_.allocator().allocate(sizeof(double) * std::size_t(kSlotDoubles * iters));
+    std::vector<double> host_slots;
+    for (int epoch = 0; epoch < options_.epochs; ++epoch) {
+      loader.start_epoch(std::uint64_t(epoch), 0);
+      const std::int64_t steps = options_.max_steps_per_epoch > 0 ? std::min(options_.max_steps_per_epoch, iters) : iters;
+      if (options_.progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
+      const auto start = std::chrono::steady_clock::now();
+      std::int64_t images = 0, unreported_images = 0, done = 0;
+      for (std::int64_t s = 0; s < steps; ++s) {
+        auto batch = loader.next();
+        if (!batch) break;
+        const std::int64_t g = std::int64_t(epoch) * iters + s;
+        step(batch->images, g, s);
+        images += batch->size(), unreported_images += batch->size(), ++done;
+        if (g % options_.log_every == 0) {  // the only reads inside an epoch: they wait for the GPU
+          const double loss = read_loss(s);
+          if (!std::isfinite(loss)) throw_non_finite(g);
+          if (options_.progress) bar.update(s + 1, loss, unreported_images), unreported_images = 0;
+          if (metrics_) log_step(epoch, g, loss);
+        }
+      }
+      host_slots.assign(std::size_t(kSlotDoubles * done), 0.0);
+      if (done > 0)
+        check(cudaMemcpyAsync(host_slots.data(), loss_slots_.data(), sizeof(double) * host_slots.size(),
+                              cudaMemcpyDeviceToHost, ctx_.stream()),
+              "cudaMemcpyAsync(loss slots)");
+      ctx_.synchronize();
+      double loss_sum = 0;
+      for (std::int64_t s = 0; s < done; ++s) {
+        const double loss = host_slots[std::size_t(kSlotDoubles * s)];
+        if (!std::isfinite(loss)) throw_non_finite(std::int64_t(epoch) * iters + s);
+        loss_sum += loss;
+      }
+      if (options_.progress) {
+        if (unreported_images > 0) bar.update(done, host_slots[std::size_t(kSlotDoubles * (done - 1))], unreported_images);
+        bar.end_epoch();
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      train::EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
+                           controller_.first_active_unit()};
+      reports.push_back(r);
+      if (metrics_) metrics_->log(train::epoch_record(r));
+    }
+    return reports;
+  }
+
+  // Copies the trained values into the host encoder and objective (their parameter lists match the
+  // device's one for one, by name), and freezes on the host what froze on the device, so the host
+  // models end as train::Pretrainer leaves them.
+  void download() {
+    vitfreeze::nn::ParameterList<float> host;
+    host_encoder_.collect_parameters(host);
+    host_objective_.collect_parameters(host);
+    const auto& device = optimizer_.parameters();
+    if (host.size() != device.size())
+      throw ConfigError("DevicePretrainer::download: " + std::to_string(device.size()) + " device tensors for " +
+                        std::to_string(host.size()) + " host parameters");
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      if (host[i]->name != device[i]->name)
+        throw ConfigError("DevicePretrainer::download: device tensor " + device[i]->name + " where the host has " +
+                          host[i]->name);
+      device[i]->values_to_host(ctx_, *host[i]);
+      if (!device[i]->trainable()) host[i]->freeze();
+    }
+  }
+
+  DeviceObjective& model() { return model_; }
+  // Unit of every device tensor (optimizer order); -1: trains to the end at the global LR.
+  const std::vector<int>& unit_of_parameter() const { return unit_of_; }
+
+ private:
+  static DeviceParameterList<T> collect(DeviceObjective& m) {
+    DeviceParameterList<T> out;
+    m.collect_parameters(out);
+    return out;
+  }
+
+  // Unit of block b: b + 1, or b when the patch embedding is not a unit (dont_freeze_pe).
+  int unit_of_block(int b) const { return b + (options_.dont_freeze_pe ? 0 : 1); }
+
+  // train::Pretrainer::build_units over the device tensors.
+  void build_units() {
+    const int last = unit_of_block(spec.depth - 1);
+    if (controller_.units() != last + 1)
+      throw ConfigError("DevicePretrainer: the schedule has " + std::to_string(controller_.units()) + " units, the model " +
+                        std::to_string(last + 1));
+    const bool truncate = options_.semantics == freeze::FreezeSemantics::truncate;
+    auto& e = model_.encoder;
+    std::map<const DeviceParameter<T>*, int> unit;
+    unit[&e.patch_embed.weight] = unit[&e.patch_embed.bias] = options_.dont_freeze_pe ? -1 : 0;
+    unit[&e.cls_token] = !options_.dont_freeze_pe && truncate ? 0 : -1;
+    for (int b = 0; b < spec.depth; ++b) {
+      DeviceParameterList<T> ps;
+      e.blocks[std::size_t(b)].collect_parameters(ps);
+      for (auto* p : ps) unit[p] = unit_of_block(b);
+    }
+    // The final norm and the objective's own tensors: the last unit (absent from the map).
+    const auto& params = optimizer_.parameters();
+    unit_of_.assign(params.size(), last);
+    for (std::size_t i = 0; i < params.size(); ++i)
+      if (auto it = unit.find(params[i]); it != unit.end()) unit_of_[i] = it->second;
+    lrs_.assign(params.size(), 0.0);
+  }
+
+  // The device encoder's frozen prefix after the controller froze units: truncate semantics
+  // freezes whole units (the backward stops at the first trained block); otherwise the cls token
+  // (vitfreeze semantics) or the patch embedding and cls token (dont_freeze_pe) still train and the
+  // gradient passes through the frozen blocks.
+  void apply_freezing() {
+    const int f = controller_.first_active_unit();
+    auto& e = model_.encoder;
+    if (options_.dont_freeze_pe) e.freeze_prefix(f, false, false);
+    else if (options_.semantics == freeze::FreezeSemantics::truncate) e.freeze_units(f);
+    else if (f > 0) e.freeze_prefix(f - 1, true, false);
+  }
+
+  void step(const Tensor<float>& images, std::int64_t g, std::int64_t slot) {
+    const int A = options_.accumulation;
+    const std::int64_t window = g / A, offset = g % A;
+    if (offset == 0) {
+      const std::vector<int> froze = controller_.step(g);
+      if (!froze.empty()) {
+        apply_freezing();
+        for (int u : froze) log_freeze(u);
+      }
+    }
+    const int B = int(images.dim(0));
+    const mim::MaskSet masks = masking_.make(B, spec.grid(), spec.grid(), options_.seed, std::uint64_t(window),
+                                             std::uint32_t(offset * B));
+    // Pageable sources: both copies are staged before the calls return, so the host batch may go.
+    DeviceBuffer device_images = ctx_.allocator().allocate(images.bytes());
+    check(cudaMemcpyAsync(device_images.data(), images.data(), images.bytes(), cudaMemcpyHostToDevice, ctx_.stream()),
+          "cudaMemcpyAsync(images)");
+    const DeviceMasks device_masks = DeviceMasks::upload(ctx_, masks);
+    model_.forward_backward(ctx_, data_of<float>(device_images), device_masks,
+                            loss_slots_.as<double>() + kSlotDoubles * slot);
+    if (offset + 1 < A) return;  // gradients keep accumulating until the window's last micro-batch
+    const auto& params = optimizer_.parameters();
+    for (std::size_t i = 0; i < params.size(); ++i)
+      lrs_[i] = unit_of_[i] < 0 ? controller_.global_lr() : controller_.lr(unit_of_[i]);
+    optimizer_.step(ctx_, lrs_, 1.0 / A);
+    optimizer_.zero_grad(ctx_);
+  }
+
+  double read_loss(std::int64_t slot) {
+    double loss = 0;
+    check(cudaMemcpyAsync(&loss, loss_slots_.as<double>() + kSlotDoubles * slot, sizeof(double), cudaMemcpyDeviceToHost,
+                          ctx_.stream()),
+          "cudaMemcpyAsync(loss)");
+    ctx_.synchronize();
+    return loss;
+  }
+
+  [[noreturn]] void throw_non_finite(std::int64_t g) const {
+    throw NumericError("non-finite loss at iteration " + std::to_string(g) +
+                       " (the GPU run reads its losses every " + std::to_string(options_.log_every) +
+                       " iterations and at each epoch's end; no checkpoint is written on the GPU)");
+  }
+
+  void log_step(int epoch, std::int64_t g, double loss) { metrics_->log(train::step_record(epoch, g, loss, controller_)); }
+  void log_freeze(int u) {
+    if (metrics_) metrics_->log(train::freeze_record(u, controller_.last_step()));
+  }
+
+  CudaContext& ctx_;
+  HostEncoder& host_encoder_;
+  HostObjective& host_objective_;
+  Masking masking_;
+  freeze::FreezeController& controller_;
+  train::PretrainOptions options_;
+  DeviceObjective model_;
+  DeviceAdamW<T> optimizer_;
+  std::vector<int> unit_of_;
+  std::vector<double> lrs_;
+  DeviceBuffer loss_slots_;
+  std::optional<io::MetricsLog> metrics_;
+};
+
+}  // namespace vitfreeze::cuda::nn
