@@ -249,6 +249,8 @@ void check_graph_replay(DeviceChecker& c, bool bitwise) {
     c.expect(identical, tag + "every parameter bit-identical to the eager run after 3 steps");
   else
     c.expect(worst < 1e-3, tag + "parameters within 1e-3 of the eager run (max diff " + std::to_string(worst) + ")");
+}
+
 // freeze_prefix with the embedding still training (ViTFreeze's semantics: the cls token;
 // --dont_freeze_pe: patch embedding and cls token): the gradient passes through the frozen block,
 // so every tensor that still trains has exactly the gradient of the unfrozen model.

@@ -26,12 +26,13 @@ class DeviceLinear {
   std::int64_t in_features() const { return in_; }
   std::int64_t out_features() const { return out_; }
 
-  // y [rows, out] = x [rows, in] W^T + b
-  void forward(CudaContext& ctx, const T* x, T* y, std::int64_t rows) const {
+  // y [rows, out] = x [rows, in] W^T + b; y's rows may be padded (ld_y >= out, 0: out) so that a
+  // narrow output (LocalMIM's 27 values) keeps 16-byte aligned rows for cuBLASLt's fast kernels.
+  void forward(CudaContext& ctx, const T* x, T* y, std::int64_t rows, std::int64_t ld_y = 0) const {
     GemmEpilogue<T> e;
     e.kind = Epilogue::bias;
     e.bias = bias.value();
-    gemm<T, T>(ctx, false, true, rows, out_, in_, 1.0f, x, in_, weight.value(), in_, 0.0f, y, out_, e);
+    gemm<T, T>(ctx, false, true, rows, out_, in_, 1.0f, x, in_, weight.value(), in_, 0.0f, y, ld_y > 0 ? ld_y : out_, e);
   }
 
   // pre = x W^T + b (kept for the backward), y = GELU(pre)
@@ -52,14 +53,17 @@ class DeviceLinear {
 
   // dW += dy^T x, db += column sums of dy (if trainable); dx = dy W (overwritten, or added when
   // accumulate_dx), skipped when dx is null.
-  void backward(CudaContext& ctx, const T* dy, const T* x, T* dx, std::int64_t rows, bool accumulate_dx = false) const {
-    accumulate_parameter_grads(ctx, dy, x, rows);
-    if (dx) gemm<T, T>(ctx, false, false, rows, in_, out_, 1.0f, dy, out_, weight.value(), in_, accumulate_dx ? 1.0f : 0.0f, dx, in_);
+  // ld_dy: dy's row stride (0: out), as forward's ld_y.
+  void backward(CudaContext& ctx, const T* dy, const T* x, T* dx, std::int64_t rows, bool accumulate_dx = false,
+                std::int64_t ld_dy = 0) const {
+    const std::int64_t ld = ld_dy > 0 ? ld_dy : out_;
+    accumulate_parameter_grads(ctx, dy, x, rows, ld);
+    if (dx) gemm<T, T>(ctx, false, false, rows, in_, out_, 1.0f, dy, ld, weight.value(), in_, accumulate_dx ? 1.0f : 0.0f, dx, in_);
   }
 
   // For the layer after a GELU: x = GELU(pre); writes dpre = (dy W) * GELU'(pre), overwritten.
   void backward_through_gelu(CudaContext& ctx, const T* dy, const T* x, const T* pre, T* dpre, std::int64_t rows) const {
-    accumulate_parameter_grads(ctx, dy, x, rows);
+    accumulate_parameter_grads(ctx, dy, x, rows, out_);
     if constexpr (P::fused_tanh_gelu) {
       GemmEpilogue<T> e;
       e.kind = Epilogue::dgelu;
@@ -82,14 +86,14 @@ class DeviceLinear {
   DeviceParameter<T> weight, bias;
 
  private:
-  void accumulate_parameter_grads(CudaContext& ctx, const T* dy, const T* x, std::int64_t rows) const {
+  void accumulate_parameter_grads(CudaContext& ctx, const T* dy, const T* x, std::int64_t rows, std::int64_t ld_dy) const {
     if (!weight.trainable()) return;
     // db through the GEMM's bias-gradient epilogue (it overwrites), then added to the running sum.
     DeviceBuffer db = device_array<float>(ctx, out_);
     GemmEpilogue<float> e;
     e.kind = Epilogue::bgradb;
     e.bias_grad = data_of<float>(db);
-    gemm<T, float>(ctx, true, false, out_, in_, rows, 1.0f, dy, out_, x, in_, 1.0f, weight.grad(), in_, e);
+    gemm<T, float>(ctx, true, false, out_, in_, rows, 1.0f, dy, ld_dy, x, in_, 1.0f, weight.grad(), in_, e);
     add_in_place<float>(ctx, bias.grad(), data_of<float>(db), out_);
   }
 

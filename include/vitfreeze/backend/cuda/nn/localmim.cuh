@@ -131,10 +131,12 @@ class DeviceLocalMim {
       const std::int64_t rows = B * head.rows_per_sample(), values = head.out_dim();
       const T* target = hog_target(ctx, images, B, t.hog_pool, head.lead_rows(), targets);
       const float* weight = data_of<float>(m.tap_weight[std::size_t(active[a])]);
-      masked_mse_forward_async<T>(ctx, data_of<T>(prediction), target, weight, rows, values, loss_device, /*accumulate=*/true);
-      DeviceBuffer dprediction = device_zeros<T>(ctx, rows * values);
+      const std::int64_t ld = head.prediction_ld();
+      masked_mse_forward_async<T>(ctx, data_of<T>(prediction), target, weight, rows, values, loss_device, /*accumulate=*/true,
+                                  ld);
+      DeviceBuffer dprediction = device_zeros<T>(ctx, rows * ld);
       masked_mse_backward<T>(ctx, 1.0, data_of<T>(prediction), target, weight, m.tap_weight_sum[std::size_t(active[a])],
-                             data_of<T>(dprediction), rows, values);
+                             data_of<T>(dprediction), rows, values, ld);
 
       const DeviceBuffer dnormed = head.backward(ctx, head_saved, data_of<T>(dprediction));
       const DeviceBuffer dlatent = t.decoder.backward_features(ctx, decoder_saved, tokens, data_of<T>(dnormed));

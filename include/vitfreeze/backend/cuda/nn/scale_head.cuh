@@ -8,7 +8,8 @@
 //   s = 1/2  AvgPool2d(2, 2) -> Conv1x1
 // Channels-last maps make LayerNorm2d the row LayerNorm over channels and Conv1x1 a Linear. GELU is
 // the exact-erf kernel in both precision policies (the CPU's; the head is a small part of the step).
-// Prediction rows: [B, lead_rows() + cells(), out]; the targets and loss weights use the same rows.
+// Prediction rows: [B, lead_rows() + cells(), out] with row stride prediction_ld(); the targets
+// (unpadded) and loss weights use the same rows.
 #include <optional>
 
 #include "vitfreeze/backend/cuda/gelu.cuh"
@@ -47,8 +48,12 @@ class DeviceScaleHead {
   std::int64_t lead_rows() const { return num_ == 1 && den_ == 1 ? 1 : 0; }
   std::int64_t rows_per_sample() const { return lead_rows() + cells(); }
   std::int64_t out_dim() const { return projection.out_features(); }
+  // Row stride of the prediction and its gradient: out_dim rounded up to 8 values (16 bytes in
+  // bf16). With LocalMIM's 27 values per cell, unpadded rows (54 bytes) sent cuBLASLt's weight
+  // gradient to a generic kernel: 17 ms per call for the scale-4 head at batch 256 on an H100.
+  std::int64_t prediction_ld() const { return (out_dim() + 7) / 8 * 8; }
 
-  // tokens [B, 1 + g*g, Dd] -> prediction [B, lead_rows() + cells(), out] (new buffer)
+  // tokens [B, 1 + g*g, Dd] -> prediction [B, lead_rows() + cells(), out], rows prediction_ld() apart
   DeviceBuffer forward(CudaContext& ctx, const DeviceBuffer& tokens, std::int64_t B, Saved& k) const {
     k.tokens = tokens;
     k.batch = B;
@@ -72,18 +77,19 @@ class DeviceScaleHead {
       }
     }
     const std::int64_t rows = B * rows_per_sample();
-    DeviceBuffer prediction = device_array<T>(ctx, rows * out_dim());
-    projection.forward(ctx, data_of<T>(k.projection_input), data_of<T>(prediction), rows);
+    DeviceBuffer prediction = device_array<T>(ctx, rows * prediction_ld());
+    projection.forward(ctx, data_of<T>(k.projection_input), data_of<T>(prediction), rows, prediction_ld());
     return prediction;
   }
 
-  // dprediction [B, lead_rows() + cells(), out] -> dtokens [B, 1 + g*g, Dd] (new buffer; the cls
+  // dprediction [B, lead_rows() + cells(), out] (rows prediction_ld() apart) -> dtokens [B, 1 + g*g, Dd] (new buffer; the cls
   // rows get the gradient of their prediction rows, zero under the loss's zero weight).
   DeviceBuffer backward(CudaContext& ctx, const Saved& k, const T* dprediction) const {
     const std::int64_t B = k.batch, rows = B * rows_per_sample();
     const MapGeometry decoder_map{B, grid_, grid_, 1};
     DeviceBuffer dprojection_input = device_array<T>(ctx, rows * projection.in_features());
-    projection.backward(ctx, dprediction, data_of<T>(k.projection_input), data_of<T>(dprojection_input), rows);
+    projection.backward(ctx, dprediction, data_of<T>(k.projection_input), data_of<T>(dprojection_input), rows, false,
+                        prediction_ld());
     if (num_ == 1 && den_ == 1) return dprojection_input;
     DeviceBuffer dtokens = device_array<T>(ctx, decoder_map.rows() * in_dim_);
     if (den_ == 2) {
