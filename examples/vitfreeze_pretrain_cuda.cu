@@ -12,15 +12,9 @@
 
 #include "pretrain_common.hpp"
 #include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/backend/cuda/nn/localmim.cuh"
 #include "vitfreeze/backend/cuda/nn/mae.cuh"
 #include "vitfreeze/backend/cuda/nn/pretrainer.cuh"
-// The LocalMIM device objective is being written separately: used as soon as its header exists.
-#if __has_include("vitfreeze/backend/cuda/nn/localmim.cuh")
-#include "vitfreeze/backend/cuda/nn/localmim.cuh"
-#define VITFREEZE_EXAMPLE_DEVICE_LOCALMIM 1
-#else
-#define VITFREEZE_EXAMPLE_DEVICE_LOCALMIM 0
-#endif
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
@@ -36,11 +30,12 @@ order, masks and freeze schedule); the linear probe and fine-tuning then run on 
   --precision bf16|fp32      bf16: bf16 activations, fp32 master weights, moments and accumulation
                              (default); fp32: fp32 throughout (matches the CPU to rounding, slower)
 
-  Not on the GPU yet, refused with an error: --objective localmim until its device objective exists
-  (the default objective is localmim as on the CPU: pass --objective mae), --resume,
-  --checkpoint-every-epochs N > 0 and --keep-checkpoints (no checkpoints are written),
-  --non-finite skip, --dump-step. The loss is read at logging points (every 50 iterations) and at
-  each epoch's end; a non-finite loss stops the run there.
+  Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its
+  block's unit freezes, as there) and mae.
+  Not on the GPU yet, refused with an error: --resume, --checkpoint-every-epochs N > 0 and
+  --keep-checkpoints (no checkpoints are written), --non-finite skip, --dump-step. The loss is read
+  at logging points (every 50 iterations) and at each epoch's end; a non-finite loss stops the run
+  there.
 
 Shared with vitfreeze_pretrain:)";
 
@@ -128,17 +123,10 @@ int main(int argc, char** argv) {
     refuse_cpu_only_flags(args);
     if (args.has("threads")) vf::cpu::set_thread_count(int(args.num("threads", 0)));
     return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() -> int {
-      if constexpr (std::string_view(Objective::name) == "mae") {
+      if constexpr (std::string_view(Objective::name) == "mae")
         return run_with_precision<S, Objective, vn::DeviceMae>(args);
-      } else {
-#if VITFREEZE_EXAMPLE_DEVICE_LOCALMIM
+      else
         return run_with_precision<S, Objective, vn::DeviceLocalMim>(args);
-#else
-        throw vf::ConfigError(
-            "--objective localmim: not yet on the GPU (no vitfreeze/backend/cuda/nn/localmim.cuh); pass --objective mae, "
-            "or run LocalMIM on the CPU with vitfreeze_pretrain");
-#endif
-      }
     });
   } catch (const std::exception& e) {
     std::cerr << "vitfreeze_pretrain_cuda: " << e.what() << "\n";

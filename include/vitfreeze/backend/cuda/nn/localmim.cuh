@@ -61,6 +61,7 @@ class DeviceLocalMim {
   }
 
   int tap_count() const { return int(taps.size()); }
+  int tap_block(int k) const { return taps.at(std::size_t(k)).block; }
   bool tap_active(int k) const { return taps.at(std::size_t(k)).active; }
 
   // Tap k is no longer computed; its parameters freeze (gradient and moments released). Idempotent.

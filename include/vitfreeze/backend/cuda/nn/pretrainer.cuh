@@ -15,15 +15,17 @@
 // checked.
 //
 // DeviceObjective: made as DeviceObjective(ctx, host_encoder, host_objective), with
-// forward_backward(ctx, images fp32, DeviceMasks, double* loss), collect_parameters(list) and an
-// `encoder` member (DeviceViT<P>). Its parameters outside the encoder belong to the last unit, as
-// MAE's decoder does on the CPU; an objective with per-block taps (LocalMIM) needs its tap
-// parameters mapped to their blocks' units in build_units() and dropped when those freeze, as
-// train::Pretrainer does for ObjectiveWithTaps.
+// forward_backward(ctx, images fp32, masks, double* loss), collect_parameters(list) and an `encoder`
+// member (DeviceViT<P>). `masks` is what its upload_masks(ctx, MaskSet) returns when it has one
+// (DeviceLocalMim), DeviceMasks otherwise (DeviceMae). As in train::Pretrainer: the parameters of an
+// objective with per-block taps (DeviceObjectiveWithTaps, the device side of ObjectiveWithTaps)
+// belong to their tap's block's unit, and the tap is dropped when that unit freezes; any other
+// objective's parameters belong to the last unit (MAE's decoder).
 #include <cuda_runtime.h>
 
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -37,13 +39,33 @@
 
 namespace vitfreeze::cuda::nn {
 
+// A device objective with per-block taps (DeviceLocalMim): train::ObjectiveWithTaps on the device.
+template <class O, class T>
+concept DeviceObjectiveWithTaps = requires(O& o, int k, DeviceParameterList<T>& list) {
+  { o.tap_count() } -> std::convertible_to<int>;
+  { o.tap_block(k) } -> std::convertible_to<int>;
+  { o.tap_active(k) } -> std::convertible_to<bool>;
+  o.collect_tap_parameters(k, list);
+  o.drop_tap(k);
+};
+
+// One batch's masks in the form the objective's forward_backward takes: its own upload_masks when it
+// has one (LocalMIM adds per-tap loss weights), the token bookkeeping of DeviceMasks otherwise.
+template <class DeviceObjective>
+auto upload_masks_for(CudaContext& ctx, const DeviceObjective& model, const mim::MaskSet& masks) {
+  if constexpr (requires { model.upload_masks(ctx, masks); })
+    return model.upload_masks(ctx, masks);
+  else
+    return DeviceMasks::upload(ctx, masks);
+}
+
 template <class HostEncoder, class HostObjective, class DeviceObjective, class Masking, PrecisionPolicy P>
 class DevicePretrainer {
  public:
   using T = typename P::Activation;
   static constexpr ViTSpec spec = HostEncoder::spec;
-  // Doubles per loss slot: the objective writes its loss at slot[0] (MAE also its weight sum at
-  // slot[1]); the rest is headroom for objectives that write more.
+  // Doubles per loss slot: the objective writes its loss at slot[0] (MAE and LocalMIM also their
+  // weight sums at slot[1]); the rest is headroom for objectives that write more.
   static constexpr std::int64_t kSlotDoubles = 8;
 
   DevicePretrainer(CudaContext& ctx, HostEncoder& encoder, HostObjective& objective, Masking masking,
@@ -70,7 +92,7 @@ class DevicePretrainer {
     std::vector<train::EpochReport> reports;
     io::ProgressBar bar(std::cout);
     const std::int64_t iters = controller_.run().iters_per_epoch;
-    loss_slots_ = ctx_.allocator().allocate(sizeof(double) * std::size_t(kSlotDoubles * iters));
+    reserve_loss_slots(iters);
     std::vector<double> host_slots;
     for (int epoch = 0; epoch < options_.epochs; ++epoch) {
       loader.start_epoch(std::uint64_t(epoch), 0);
@@ -82,7 +104,7 @@ class DevicePretrainer {
         auto batch = loader.next();
         if (!batch) break;
         const std::int64_t g = std::int64_t(epoch) * iters + s;
-        step(batch->images, g, s);
+        enqueue_step(batch->images, g, s);
         images += batch->size(), unreported_images += batch->size(), ++done;
         if (g % options_.log_every == 0) {  // the only reads inside an epoch: they wait for the GPU
           const double loss = read_loss(s);
@@ -116,9 +138,19 @@ class DevicePretrainer {
     return reports;
   }
 
+  // One micro-batch at global iteration g, exactly as fit() runs it, for callers that drive the loop
+  // themselves (tests); returns its loss, so it waits for the GPU. g must not go backwards.
+  double step(const Tensor<float>& images, std::int64_t g) {
+    reserve_loss_slots(1);
+    enqueue_step(images, g, 0);
+    const double loss = read_loss(0);
+    if (!std::isfinite(loss)) throw_non_finite(g);
+    return loss;
+  }
+
   // Copies the trained values into the host encoder and objective (their parameter lists match the
-  // device's one for one, by name), and freezes on the host what froze on the device, so the host
-  // models end as train::Pretrainer leaves them.
+  // device's one for one, by name), freezes on the host what froze on the device and drops the host
+  // objective's taps the device dropped, so the host models end as train::Pretrainer leaves them.
   void download() {
     vitfreeze::nn::ParameterList<float> host;
     host_encoder_.collect_parameters(host);
@@ -134,9 +166,14 @@ class DevicePretrainer {
       device[i]->values_to_host(ctx_, *host[i]);
       if (!device[i]->trainable()) host[i]->freeze();
     }
+    if constexpr (kHasTaps && train::ObjectiveWithTaps<HostObjective, float>)
+      for (int k = 0; k < model_.tap_count(); ++k)
+        if (!model_.tap_active(k) && host_objective_.tap_active(k)) host_objective_.drop_tap(k);
   }
 
   DeviceObjective& model() { return model_; }
+  // Every device tensor the optimizer holds, in the host models' parameter order.
+  const DeviceParameterList<T>& parameters() const { return optimizer_.parameters(); }
   // Unit of every device tensor (optimizer order); -1: trains to the end at the global LR.
   const std::vector<int>& unit_of_parameter() const { return unit_of_; }
 
@@ -146,6 +183,8 @@ class DevicePretrainer {
     m.collect_parameters(out);
     return out;
   }
+
+  static constexpr bool kHasTaps = DeviceObjectiveWithTaps<DeviceObjective, T>;
 
   // Unit of block b: b + 1, or b when the patch embedding is not a unit (dont_freeze_pe).
   int unit_of_block(int b) const { return b + (options_.dont_freeze_pe ? 0 : 1); }
@@ -166,7 +205,15 @@ class DevicePretrainer {
       e.blocks[std::size_t(b)].collect_parameters(ps);
       for (auto* p : ps) unit[p] = unit_of_block(b);
     }
-    // The final norm and the objective's own tensors: the last unit (absent from the map).
+    if constexpr (kHasTaps) {
+      // A tap's norm, decoder and head share its block's unit and freeze (are dropped) with it.
+      for (int k = 0; k < model_.tap_count(); ++k) {
+        DeviceParameterList<T> ps;
+        model_.collect_tap_parameters(k, ps);
+        for (auto* p : ps) unit[p] = unit_of_block(model_.tap_block(k));
+      }
+    }
+    // The final norm and any other tensor of the objective: the last unit (absent from the map).
     const auto& params = optimizer_.parameters();
     unit_of_.assign(params.size(), last);
     for (std::size_t i = 0; i < params.size(); ++i)
@@ -186,14 +233,32 @@ class DevicePretrainer {
     else if (f > 0) e.freeze_prefix(f - 1, true, false);
   }
 
-  void step(const Tensor<float>& images, std::int64_t g, std::int64_t slot) {
+  // train::Pretrainer::drop_taps_of_unit: the taps reading a block of unit u stop with it.
+  void drop_taps_of_unit(int u) {
+    if constexpr (kHasTaps)
+      for (int k = 0; k < model_.tap_count(); ++k)
+        if (unit_of_block(model_.tap_block(k)) == u && model_.tap_active(k)) model_.drop_tap(k);
+  }
+
+  // Room for the losses of `slots` micro-batches (kept when already large enough).
+  void reserve_loss_slots(std::int64_t slots) {
+    const std::size_t bytes = sizeof(double) * std::size_t(kSlotDoubles * slots);
+    if (loss_slots_.empty() || loss_slots_.bytes() < bytes) loss_slots_ = ctx_.allocator().allocate(bytes);
+  }
+
+  // Queues one micro-batch (freezing, upload, forward/backward, the window's AdamW step); its loss
+  // goes to loss slot `slot`, nothing is read back.
+  void enqueue_step(const Tensor<float>& images, std::int64_t g, std::int64_t slot) {
     const int A = options_.accumulation;
     const std::int64_t window = g / A, offset = g % A;
     if (offset == 0) {
       const std::vector<int> froze = controller_.step(g);
       if (!froze.empty()) {
         apply_freezing();
-        for (int u : froze) log_freeze(u);
+        for (int u : froze) {
+          drop_taps_of_unit(u);
+          log_freeze(u);
+        }
       }
     }
     const int B = int(images.dim(0));
@@ -203,7 +268,7 @@ class DevicePretrainer {
     DeviceBuffer device_images = ctx_.allocator().allocate(images.bytes());
     check(cudaMemcpyAsync(device_images.data(), images.data(), images.bytes(), cudaMemcpyHostToDevice, ctx_.stream()),
           "cudaMemcpyAsync(images)");
-    const DeviceMasks device_masks = DeviceMasks::upload(ctx_, masks);
+    const auto device_masks = upload_masks_for(ctx_, model_, masks);
     model_.forward_backward(ctx_, data_of<float>(device_images), device_masks,
                             loss_slots_.as<double>() + kSlotDoubles * slot);
     if (offset + 1 < A) return;  // gradients keep accumulating until the window's last micro-batch
