@@ -4,17 +4,14 @@
 // * nbins) mod nbins; mean over each pool x pool cell; L2 over the bins with max(norm, 1e-12)),
 // for any number of channels, one pool size per call.
 //
-// Two stages: per pixel (magnitude, bin), then one warp per (image, channel, cell) histogram with
-// one lane per bin adding the cell's pixels in raster order, the CPU's order; every step is an
-// explicitly rounded fp32 operation (no FMA contraction), so the sums match the CPU's bit for bit;
-// only atan2f may differ from the host's by an ulp, which moves a pixel to the next bin only when
-// its phase lies on a bin edge. (The first version, one thread per histogram, took 5 ms a step for
-// LocalMIM ViT-B at batch 256: the 7x7-cell scale had too few threads, each walking 1024 pixels.)
+// One thread per (image, channel, cell) histogram walks its cell's pixels in raster order, the
+// order in which the CPU adds them, and every step is an explicitly rounded fp32 operation (no FMA
+// contraction), so the sums match the CPU's bit for bit; only atan2f may differ from the host's by
+// an ulp, which moves a pixel to the next bin only when its phase lies on a bin edge.
 //
 // Output rows: [B, lead + cells, C * nbins], value (b, lead + cell, c * nbins + k); the `lead` rows of
 // each sample are zero. lead = 1 lines a scale-1 target up with a prediction that keeps the
 // decoder's cls row (as patch_targets.cuh does for MAE); maps without a cls row use lead = 0.
-#include <algorithm>
 #include <cstdint>
 
 #include "vitfreeze/backend/cuda/context.hpp"
@@ -40,67 +37,48 @@ __device__ __forceinline__ std::int64_t hog_reflect(std::int64_t i, std::int64_t
   return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
 }
 
-// Stage 1, one thread per pixel: gradient magnitude and orientation bin. Every step is an
-// explicitly rounded fp32 operation in the CPU's order (no FMA contraction). A flat pixel gets
-// magnitude 0, which adds nothing to any bin (the CPU skips it).
-template <class F>  // a template: header kernels must not be defined once per translation unit
-__global__ void hog_pixels(const F* images, F* magnitude, std::uint8_t* bins, HogGeometry g, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
-    const std::int64_t col = i % g.width, row = i / g.width % g.height, plane = i / (g.width * g.height);
-    const F* x = images + plane * g.height * g.width;
-    const F* up = x + hog_reflect(row - 1, g.height) * g.width;
-    const F* mid = x + row * g.width;
-    const F* down = x + hog_reflect(row + 1, g.height) * g.width;
-    const std::int64_t cl = hog_reflect(col - 1, g.width), cr = hog_reflect(col + 1, g.width);
-    // (a + 2 b) + c, each operation rounded as the CPU rounds it.
-    const float g0 = __fadd_rn(__fadd_rn(__fsub_rn(up[cl], up[cr]), __fmul_rn(2.0f, __fsub_rn(mid[cl], mid[cr]))),
-                               __fsub_rn(down[cl], down[cr]));
-    const float g1 = __fadd_rn(__fadd_rn(__fsub_rn(up[cl], down[cl]), __fmul_rn(2.0f, __fsub_rn(up[col], down[col]))),
-                               __fsub_rn(up[cr], down[cr]));
-    if (g0 == 0.0f && g1 == 0.0f) {
-      magnitude[i] = 0.0f;
-      bins[i] = 0;
-      continue;
-    }
-    const float scaled = __fmul_rn(__fdiv_rn(atan2f(g0, g1), 3.14159265358979323846f), float(g.nbins));
-    int bin = static_cast<int>(floorf(scaled)) % g.nbins;
-    if (bin < 0) bin += g.nbins;
-    magnitude[i] = __fsqrt_rn(__fadd_rn(__fmul_rn(g0, g0), __fmul_rn(g1, g1)));
-    bins[i] = static_cast<std::uint8_t>(bin);
-  }
-}
-
-// Stage 2, one warp per (image, channel, cell) histogram: lane k sums the magnitudes of bin k over
-// the cell in raster order (the order the CPU adds them in, so the sums agree bit for bit); every
-// lane reads the same pixel at once, one transaction per pixel. Lane 0 then forms the L2 norm over
-// the bins in bin order, as the CPU does.
 template <DeviceScalar T>
-__global__ void hog_pool(const float* magnitude, const std::uint8_t* bins, T* target, HogGeometry g, std::int64_t n) {
-  const int lane = threadIdx.x % 32;
-  const std::int64_t warps_per_block = blockDim.x / 32, warps = std::int64_t(gridDim.x) * warps_per_block;
-  for (std::int64_t i = blockIdx.x * warps_per_block + threadIdx.x / 32; i < n; i += warps) {  // uniform per warp
-    // i = ((b * C + c) * rows_per_sample + r)
+__global__ void hog_cells(const float* images, T* target, HogGeometry g, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
+    // i = ((b * C + c) * rows_per_sample + r): neighbouring threads read neighbouring cells of one plane.
     const std::int64_t r = i % g.rows_per_sample(), plane = i / g.rows_per_sample(), c = plane % g.channels,
                        b = plane / g.channels;
     T* out = target + (b * g.rows_per_sample() + r) * g.row_width() + c * g.nbins;
-    float h = 0.0f;
-    if (r >= g.lead) {
-      const std::int64_t cell = r - g.lead, y0 = cell / g.cells_w() * g.pool, x0 = cell % g.cells_w() * g.pool;
-      const std::int64_t base = plane * g.height * g.width;
-      for (std::int64_t row = y0; row < y0 + g.pool; ++row)
-        for (std::int64_t col = x0; col < x0 + g.pool; ++col) {
-          const std::int64_t at = base + row * g.width + col;
-          if (bins[at] == lane) h = __fadd_rn(h, magnitude[at]);
-        }
-      h = __fmul_rn(h, __fdiv_rn(1.0f, float(g.pool * g.pool)));
+    if (r < g.lead) {
+      for (int k = 0; k < g.nbins; ++k) out[k] = from_float<T>(0.0f);
+      continue;
     }
+    const std::int64_t cell = r - g.lead, y0 = cell / g.cells_w() * g.pool, x0 = cell % g.cells_w() * g.pool;
+    const float* x = images + plane * g.height * g.width;
+    float hist[kMaxHogBins];
+    for (int k = 0; k < g.nbins; ++k) hist[k] = 0.0f;
+    for (std::int64_t row = y0; row < y0 + g.pool; ++row) {
+      const float* up = x + hog_reflect(row - 1, g.height) * g.width;
+      const float* mid = x + row * g.width;
+      const float* down = x + hog_reflect(row + 1, g.height) * g.width;
+      for (std::int64_t col = x0; col < x0 + g.pool; ++col) {
+        const std::int64_t cl = hog_reflect(col - 1, g.width), cr = hog_reflect(col + 1, g.width);
+        // (a + 2 b) + c, each operation rounded as the CPU rounds it.
+        const float g0 = __fadd_rn(__fadd_rn(__fsub_rn(up[cl], up[cr]), __fmul_rn(2.0f, __fsub_rn(mid[cl], mid[cr]))),
+                                   __fsub_rn(down[cl], down[cr]));
+        const float g1 = __fadd_rn(__fadd_rn(__fsub_rn(up[cl], down[cl]), __fmul_rn(2.0f, __fsub_rn(up[col], down[col]))),
+                                   __fsub_rn(up[cr], down[cr]));
+        if (g0 == 0.0f && g1 == 0.0f) continue;
+        const float mag = __fsqrt_rn(__fadd_rn(__fmul_rn(g0, g0), __fmul_rn(g1, g1)));
+        const float scaled = __fmul_rn(__fdiv_rn(atan2f(g0, g1), 3.14159265358979323846f), float(g.nbins));
+        int bin = static_cast<int>(floorf(scaled)) % g.nbins;
+        if (bin < 0) bin += g.nbins;
+        hist[bin] = __fadd_rn(hist[bin], mag);
+      }
+    }
+    const float inv_area = __fdiv_rn(1.0f, float(g.pool * g.pool));
     float squares = 0.0f;
     for (int k = 0; k < g.nbins; ++k) {
-      const float hk = __shfl_sync(0xffffffffu, h, k);
-      squares = __fadd_rn(squares, __fmul_rn(hk, hk));
+      hist[k] = __fmul_rn(hist[k], inv_area);
+      squares = __fadd_rn(squares, __fmul_rn(hist[k], hist[k]));
     }
     const float norm = fmaxf(__fsqrt_rn(squares), static_cast<float>(mim::kHogNormEps));
-    if (lane < g.nbins) out[lane] = from_float<T>(r < g.lead ? 0.0f : __fdiv_rn(h, norm));
+    for (int k = 0; k < g.nbins; ++k) out[k] = from_float<T>(__fdiv_rn(hist[k], norm));
   }
 }
 }  // namespace kernels
@@ -114,17 +92,8 @@ void hog_targets(CudaContext& ctx, const float* images, T* target, const HogGeom
   if (g.height < 2 || g.width < 2) throw ShapeError("cuda::hog_targets: reflect padding needs H, W >= 2");
   const std::int64_t n = g.batch * g.channels * g.rows_per_sample();
   if (n <= 0) return;
-  const std::int64_t pixels = g.batch * g.channels * g.height * g.width;
-  DeviceBuffer magnitude = ctx.allocator().allocate(sizeof(float) * static_cast<std::size_t>(pixels));
-  DeviceBuffer bins = ctx.allocator().allocate(static_cast<std::size_t>(pixels));
-  kernels::hog_pixels<float><<<detail::grid_for(pixels), detail::kBlock, 0, ctx.stream()>>>(images, magnitude.as<float>(),
-                                                                                   bins.as<std::uint8_t>(), g, pixels);
-  check_launch("hog_pixels");
-  const std::int64_t warps_per_block = detail::kBlock / 32;
-  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((n + warps_per_block - 1) / warps_per_block, 65535));
-  kernels::hog_pool<T><<<blocks, detail::kBlock, 0, ctx.stream()>>>(magnitude.as<float>(), bins.as<std::uint8_t>(),
-                                                                   target, g, n);
-  check_launch("hog_pool");
+  kernels::hog_cells<T><<<detail::grid_for(n), detail::kBlock, 0, ctx.stream()>>>(images, target, g, n);
+  check_launch("hog_cells");
 }
 
 }  // namespace vitfreeze::cuda
