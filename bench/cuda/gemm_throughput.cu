@@ -8,39 +8,20 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <vitfreeze/backend/cuda/context.hpp>
-#include <vitfreeze/backend/cuda/device_math.cuh>
 #include <vitfreeze/backend/cuda/gemm.hpp>
+
+#include "throughput_probe.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-
-// Values in [-0.5, 0.5) from a hash of the index: realistic bit patterns (zeros would flatter power).
-template <class T>
-__global__ void fill_pattern(T* x, std::int64_t n, std::uint32_t seed) {
-  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
-    std::uint32_t h = static_cast<std::uint32_t>(i) * 2654435761u ^ seed;
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    x[i] = vc::from_float<T>(static_cast<float>(h >> 8) * (1.0f / 16777216.0f) - 0.5f);
-  }
-}
-
-template <class T>
-vf::Tensor<T> filled(vc::CudaContext& ctx, std::int64_t n, std::uint32_t seed) {
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{n});
-  fill_pattern<T><<<vc::detail::grid_for(n), vc::detail::kBlock, 0, ctx.stream()>>>(t.data(), n, seed);
-  vc::check_launch("fill_pattern");
-  return t;
-}
+namespace vb = vitfreeze::bench;
 
 struct Case {
   std::string name;
@@ -53,9 +34,9 @@ struct Case {
 template <class In, class Out>
 void run(vc::CudaContext& ctx, const Case& c, int repeats) {
   const std::int64_t a_elems = c.M * c.K, b_elems = c.K * c.N;
-  vf::Tensor<In> A = filled<In>(ctx, a_elems, 1), B = filled<In>(ctx, b_elems, 2);
-  vf::Tensor<Out> C = filled<Out>(ctx, c.M * c.N, 3), bias = filled<Out>(ctx, std::max(c.M, c.N), 4);
-  vf::Tensor<Out> aux = c.epilogue == vc::Epilogue::none ? vf::Tensor<Out>() : filled<Out>(ctx, c.M * c.N, 5);
+  vf::Tensor<In> A = vb::filled<In>(ctx, a_elems, 1), B = vb::filled<In>(ctx, b_elems, 2);
+  vf::Tensor<Out> C = vb::filled<Out>(ctx, c.M * c.N, 3), bias = vb::filled<Out>(ctx, std::max(c.M, c.N), 4);
+  vf::Tensor<Out> aux = c.epilogue == vc::Epilogue::none ? vf::Tensor<Out>() : vb::filled<Out>(ctx, c.M * c.N, 5);
   const std::int64_t lda = c.trans_a ? c.M : c.K, ldb = c.trans_b ? c.K : c.N;
   vc::GemmEpilogue<Out> ep;
   ep.kind = c.epilogue;
@@ -67,19 +48,7 @@ void run(vc::CudaContext& ctx, const Case& c, int repeats) {
     vc::gemm<In, Out>(ctx, c.trans_a, c.trans_b, c.M, c.N, c.K, 1.0f, A.data(), lda, B.data(), ldb, c.beta, C.data(), c.N,
                       ep);
   };
-  for (int i = 0; i < 3; ++i) once();  // plan, heuristic, clocks
-  cudaEvent_t start, stop;
-  vc::check(cudaEventCreate(&start), "cudaEventCreate");
-  vc::check(cudaEventCreate(&stop), "cudaEventCreate");
-  vc::check(cudaEventRecord(start, ctx.stream()), "cudaEventRecord");
-  for (int i = 0; i < repeats; ++i) once();
-  vc::check(cudaEventRecord(stop, ctx.stream()), "cudaEventRecord");
-  vc::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-  float ms = 0;
-  vc::check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-  (void)cudaEventDestroy(start);
-  (void)cudaEventDestroy(stop);
-  const double seconds = ms / 1e3 / repeats;
+  const double seconds = vb::time_ms(ctx, repeats, once) / 1e3;
   const double tflops = 2.0 * double(c.M) * double(c.N) * double(c.K) / seconds / 1e12;
   std::printf("%-34s %-9s M=%-6lld N=%-5lld K=%-5lld %8.3f ms %7.1f TFLOP/s\n", c.name.c_str(),
               std::is_same_v<In, float> ? "f32" : (std::is_same_v<Out, float> ? "bf16>f32" : "bf16"),
@@ -90,15 +59,7 @@ void run(vc::CudaContext& ctx, const Case& c, int repeats) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::int64_t batch = argc > 1 ? std::atoll(argv[1]) : 256;
-  const int repeats = argc > 2 ? std::atoi(argv[2]) : 20;
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no usable CUDA device\n");
-    return 77;
-  }
-  try {
-    vc::CudaContext ctx(0);
+  return vb::run_probe(argc, argv, [](vc::CudaContext& ctx, std::int64_t batch, int repeats) {
     std::printf("%s, batch %lld, %d repeats per shape\n", ctx.properties().name, static_cast<long long>(batch), repeats);
     const std::int64_t enc = batch * 50, dec = batch * 197;  // 49 visible patches + cls; 196 patches + cls
     using E = vc::Epilogue;
@@ -120,9 +81,5 @@ int main(int argc, char** argv) {
     for (const Case& c : cases) run<vf::bf16, vf::bf16>(ctx, c, repeats);
     run<vf::bf16, float>(ctx, cases[7], repeats);  // fp32 gradient accumulation
     run<float, float>(ctx, cases[2], repeats);     // true fp32 (no TF32), for scale
-  } catch (const std::exception& e) {
-    std::printf("error: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }

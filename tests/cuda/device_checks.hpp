@@ -1,28 +1,41 @@
 #pragma once
 // What every CUDA test shares: a checker printing one line per check (relative error against a
-// reference; a non-finite output never passes) and the exit protocol: 0 pass, 1 fail, 77 skipped
-// (no usable GPU, said on stdout).
+// reference; a non-finite output never passes), the exit protocol (0 pass, 1 fail, 77 skipped: no
+// usable GPU, said on stdout), sections that turn an exception into one failure, reproducible random
+// host data, host <-> device copies with NaN-poisoned outputs, and the host side of whole-step tests.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <vitfreeze/cuda.hpp>
+
+#include "vitfreeze/autograd/tape.hpp"
+#include "vitfreeze/core/rng.hpp"
 
 namespace vitfreeze::testing {
 
+using Doubles = std::vector<double>;
+
 struct DeviceChecker {
   int checks = 0, failures = 0;
+  int skips = 0;  // cases the backend declined to run: not tested, counted in the summary line
 
   void expect(bool ok, const std::string& name) {
     ++checks;
     failures += !ok;
     std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
   }
-  // max |got - want| / max |want| <= tol, every value finite, sizes equal and nonzero.
-  template <class A, class B>
+  // max |got - want| / max |want| <= tol, every value finite, sizes equal and nonzero. Braced
+  // lists ({value}) are vectors of double.
+  template <class A = double, class B = double>
   double close(const std::string& name, const std::vector<A>& got, const std::vector<B>& want, double tol) {
     ++checks;
     bool finite = got.size() == want.size() && !got.empty();
@@ -40,12 +53,20 @@ struct DeviceChecker {
                 finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
     return rel;
   }
+  // A case the backend cannot run here: said loudly, counted, not a failure.
+  void skip(const std::string& name, const std::string& why) {
+    ++skips;
+    std::printf("skip: %s: %s\n", name.c_str(), why.c_str());
+    std::printf("      ^^^^ SKIPPED, NOT TESTED ^^^^\n");
+  }
 };
 
-// Runs `device_checks(checker)` when a GPU is usable; returns the process exit code.
-template <class F>
-int run_device_test(F&& device_checks, DeviceChecker& c) {
+// Runs `host_checks(checker)` (no GPU needed), then `device_checks(checker)` when a GPU is usable;
+// returns the process exit code.
+template <class H, class F>
+int run_device_test(H&& host_checks, F&& device_checks, DeviceChecker& c) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // every finished line reaches the log, even before a crash
+  host_checks(c);
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {
@@ -56,12 +77,161 @@ int run_device_test(F&& device_checks, DeviceChecker& c) {
   }
   try {
     device_checks(c);
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // the context itself could not be created
     std::printf("FAIL exception: %s\n", e.what());
     return 1;
   }
-  std::printf("%d checks, %d failed\n", c.checks, c.failures);
+  if (c.skips)
+    std::printf("%d checks, %d failed, %d case(s) SKIPPED, NOT TESTED\n", c.checks, c.failures, c.skips);
+  else
+    std::printf("%d checks, %d failed\n", c.checks, c.failures);
   return c.failures ? 1 : 0;
+}
+template <class F>
+int run_device_test(F&& device_checks, DeviceChecker& c) {
+  return run_device_test([](DeviceChecker&) {}, device_checks, c);
+}
+
+// A section that throws (an epilogue this cuBLASLt refuses, a launch error) fails and the rest run.
+template <class F>
+void section(DeviceChecker& c, const char* name, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    c.expect(false, std::string(name) + " threw: " + e.what());
+  }
+}
+
+template <class T>
+const char* type_name() {
+  return std::is_same_v<T, float> ? "f32" : "bf16";
+}
+
+// ---- host data ---------------------------------------------------------------------------------
+// n uniform values in [lo, hi) from one test stream, each rounded to T.
+template <class T = float>
+std::vector<T> random_uniform(std::uint64_t seed, std::uint64_t stream, std::size_t n, float lo = -1.0f,
+                              float hi = 1.0f) {
+  RandomStream rs(seed, RngPurpose::test, stream);
+  std::vector<T> v;
+  v.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) v.push_back(T(lo + (hi - lo) * rs.uniform_float()));
+  return v;
+}
+
+// Every call draws from a fresh stream of one seed: the data is the same run after run.
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : seed_(seed) {}
+
+  template <class T = float>
+  std::vector<T> uniform(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
+    return random_uniform<T>(seed_, ++stream_, n, lo, hi);
+  }
+  // ids[b, k]: the first K entries of a random permutation of [0, L) per sample; full permutation
+  // in `order` when K == L.
+  std::vector<std::int32_t> permutation_prefixes(std::int64_t B, std::int64_t L, std::int64_t K) {
+    RandomStream rs(seed_, RngPurpose::shuffle, ++stream_);
+    std::vector<std::int32_t> ids;
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::vector<std::int32_t> order(L);
+      std::iota(order.begin(), order.end(), 0);
+      for (std::int64_t i = L - 1; i > 0; --i) std::swap(order[i], order[rs.below(std::uint32_t(i + 1))]);
+      ids.insert(ids.end(), order.begin(), order.begin() + K);
+    }
+    return ids;
+  }
+
+ private:
+  std::uint64_t seed_, stream_ = 0;
+};
+
+template <class T>
+Doubles widen(const std::vector<T>& v) {
+  Doubles out;
+  out.reserve(v.size());
+  for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
+  return out;
+}
+inline double round_bf16(double x) { return static_cast<float>(bf16(static_cast<float>(x))); }
+// The reference rounded to the output's storage type.
+template <class T>
+Doubles round_to(Doubles v) {
+  if constexpr (std::is_same_v<T, bf16>)
+    for (double& x : v) x = round_bf16(x);
+  return v;
+}
+
+// ---- device data -------------------------------------------------------------------------------
+template <class T>
+Tensor<T> upload(cuda::CudaContext& ctx, const std::vector<T>& host) {
+  Tensor<T> t = ctx.empty<T>(Shape{static_cast<std::int64_t>(host.size())});
+  cuda::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
+  return t;
+}
+// All bits set: a NaN in both fp32 and bf16.
+template <class T>
+Tensor<T> poisoned(cuda::CudaContext& ctx, std::int64_t n) {
+  Tensor<T> t = ctx.empty<T>(Shape{n});
+  cuda::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
+  return t;
+}
+template <class T>
+std::vector<T> download(cuda::CudaContext& ctx, const T* device, std::int64_t n) {
+  std::vector<T> host(static_cast<std::size_t>(n));
+  cuda::check(cudaMemcpyAsync(host.data(), device, sizeof(T) * host.size(), cudaMemcpyDeviceToHost, ctx.stream()),
+              "download");
+  ctx.synchronize();
+  return host;
+}
+template <class T>
+std::vector<T> download(cuda::CudaContext& ctx, const Tensor<T>& t) {
+  return download(ctx, t.data(), t.numel());
+}
+template <class T>
+Doubles fetch(cuda::CudaContext& ctx, const T* device, std::int64_t n) {
+  return widen(download(ctx, device, n));
+}
+template <class T>
+Doubles fetch(cuda::CudaContext& ctx, const Tensor<T>& t) {
+  return widen(download(ctx, t));
+}
+
+// ---- whole-step tests: the CPU model's side ----------------------------------------------------
+// Moves every parameter off its init (zero biases, unit norms) so each term of the loss counts.
+template <class Params>
+void nudge_off_init(const Params& params) {
+  RandomStream rs(99, RngPurpose::test, 1);
+  for (auto* p : params)
+    for (std::int64_t i = 0; i < p->value.numel(); ++i) p->value[i] += 0.05f * (2 * rs.uniform_float() - 1);
+}
+
+// Images [batch, channels, image, image] of uniform [-1, 1) values.
+inline Tensor<float> random_images(std::int64_t batch, std::int64_t channels, std::int64_t image, std::uint64_t stream) {
+  Tensor<float> images(Shape{batch, channels, image, image});
+  RandomStream rs(5, RngPurpose::test, stream);
+  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = 2 * rs.uniform_float() - 1;
+  return images;
+}
+
+// One CPU forward and backward of `objective` on `encoder`: returns the loss, leaves the gradients
+// in the parameters.
+template <class Objective, class Encoder, class Masks>
+double host_loss_and_grads(Objective& objective, Encoder& encoder, const Tensor<float>& images, const Masks& masks) {
+  Tape<float> tape;
+  auto out = objective.forward(tape, encoder, images, masks);
+  const double loss = tape.value(out.loss)[0];
+  tape.backward(out.loss);
+  return loss;
+}
+
+inline std::vector<float> to_vector(const Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
+
+// The loss a device step wrote (a double at the start of `loss`).
+inline double device_loss(const cuda::DeviceBuffer& loss) {
+  double host = 0;
+  cuda::check(cudaMemcpy(&host, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
+  return host;
 }
 
 }  // namespace vitfreeze::testing

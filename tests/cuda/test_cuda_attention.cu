@@ -15,6 +15,7 @@
 
 #include <vitfreeze/cuda.hpp>
 
+#include "device_checks.hpp"
 #include "vitfreeze/backend/cpu/attention.hpp"
 #include "vitfreeze/backend/cpu/gemm.hpp"
 #include "vitfreeze/core/rng.hpp"
@@ -25,97 +26,12 @@ namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace cpu = vitfreeze::cpu;
 using vf::bf16;
-using Doubles = std::vector<double>;
+using namespace vitfreeze::testing;  // device_checks.hpp
 
 constexpr double kTolF32 = 2e-5, kTolBf16ToF32 = 1e-4, kTolBf16 = 1e-2;
 
-template <class T>
-const char* type_name() {
-  return std::is_same_v<T, float> ? "f32" : "bf16";
-}
-
-struct Checker {
-  int checks = 0, failures = 0;
-
-  void expect(bool ok, const std::string& name) {
-    ++checks;
-    failures += !ok;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
-  }
-  void close(const std::string& name, const Doubles& got, const Doubles& want, double tol) {
-    ++checks;
-    bool finite = got.size() == want.size() && !got.empty();
-    double err = 0, scale = 0;
-    for (std::size_t i = 0; finite && i < got.size(); ++i) {
-      if (!std::isfinite(got[i])) finite = false;
-      err = std::max(err, std::abs(got[i] - want[i]));
-      scale = std::max(scale, std::abs(want[i]));
-    }
-    const double rel = err / (scale > 0 ? scale : 1.0);
-    const bool ok = finite && rel <= tol;
-    failures += !ok;
-    std::printf("%s %-60s rel.err %.3g (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, tol,
-                finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
-  }
-};
-
-// Uniform values in [lo, hi), already representable in T.
-class Random {
- public:
-  template <class T>
-  std::vector<T> uniform(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
-    vf::RandomStream rs(20240917, vf::RngPurpose::test, ++stream_);
-    std::vector<T> v;
-    v.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) v.push_back(T(lo + (hi - lo) * rs.uniform_float()));
-    return v;
-  }
-
- private:
-  std::uint64_t stream_ = 0;
-};
-
-template <class T>
-Doubles widen(const std::vector<T>& v) {
-  Doubles out;
-  out.reserve(v.size());
-  for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
-  return out;
-}
-template <class T>
-Doubles round_to(Doubles v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    for (double& x : v) x = static_cast<float>(bf16(static_cast<float>(x)));
-  return v;
-}
-
-template <class T>
-vf::Tensor<T> upload(vc::CudaContext& ctx, const std::vector<T>& host) {
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{static_cast<std::int64_t>(host.size())});
-  vc::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
-  return t;
-}
-template <class T>
-vf::Tensor<T> poisoned(vc::CudaContext& ctx, std::int64_t n) {  // all bits set: NaN in fp32 and bf16
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{n});
-  vc::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
-  return t;
-}
-template <class T>
-Doubles fetch(vc::CudaContext& ctx, const T* device, std::int64_t n) {
-  std::vector<T> host(static_cast<std::size_t>(n));
-  vc::check(cudaMemcpyAsync(host.data(), device, sizeof(T) * host.size(), cudaMemcpyDeviceToHost, ctx.stream()),
-            "download");
-  ctx.synchronize();
-  return widen(host);
-}
-template <class T>
-Doubles fetch(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
-  return fetch(ctx, t.data(), t.numel());
-}
-
 // ---- host-only checks --------------------------------------------------------------------------
-void host_checks(Checker& c) {
+void host_checks(DeviceChecker& c) {
   vc::MatmulKey a, b;
   b.batch_count = 3;
   c.expect(a != b && vc::GemmBatch{}.count == 1, "MatmulKey tells batch shapes apart; GemmBatch defaults to one GEMM");
@@ -134,7 +50,7 @@ void host_checks(Checker& c) {
 // count GEMMs with padded rows (pad, 2 pad, 3 pad elements) and gap elements between batch entries,
 // against cpu::gemm per entry. With beta = 0 C is poisoned, and the padding and the gaps must stay NaN.
 template <class In, class Out>
-void check_batched_gemm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t M, std::int64_t N, std::int64_t K,
+void check_batched_gemm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t M, std::int64_t N, std::int64_t K,
                         std::int64_t count, std::int64_t pad, std::int64_t gap) {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb)
@@ -176,7 +92,7 @@ void check_batched_gemm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int6
       }
 }
 
-void check_batch_plans(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_batch_plans(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t M = 8, N = 8, K = 8;
   vf::Tensor<float> A = upload(ctx, rnd.uniform<float>(3 * 64)), B = upload(ctx, rnd.uniform<float>(3 * 64)),
                     C = poisoned<float>(ctx, 3 * 64);
@@ -195,7 +111,7 @@ void check_batch_plans(vc::CudaContext& ctx, Checker& c, Random& rnd) {
 }
 
 // ---- GEMM attention ----------------------------------------------------------------------------
-void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vf::AttentionShape& s) {
+void check_attention(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, const vf::AttentionShape& s) {
   const std::int64_t B = s.batch, T = s.tokens, H = s.heads, D = s.dim();
   const std::string tag = "B" + std::to_string(B) + " T" + std::to_string(T) + " H" + std::to_string(H) + " hd" +
                           std::to_string(s.head_dim);
@@ -247,19 +163,10 @@ void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vf::At
   }
 }
 
-template <class F>
-void section(Checker& c, const char* name, F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    c.expect(false, std::string(name) + " threw: " + e.what());
-  }
-}
-
-void run_device_checks(Checker& c) {
+void run_device_checks(DeviceChecker& c) {
   vc::CudaContext ctx(0);
   std::printf("device: %s (sm_%d%d)\n", ctx.properties().name, ctx.properties().major, ctx.properties().minor);
-  Random rnd;
+  Random rnd(20240917);
   // fp32 with odd strides (4-byte aligned entries); bf16 kept 16-byte aligned, as attention uses it.
   section(c, "batched gemm f32", [&] { check_batched_gemm<float, float>(ctx, c, rnd, 13, 11, 7, 3, 1, 5); });
   section(c, "batched gemm bf16", [&] { check_batched_gemm<bf16, bf16>(ctx, c, rnd, 24, 16, 40, 3, 8, 8); });
@@ -276,22 +183,6 @@ void run_device_checks(Checker& c) {
 }  // namespace
 
 int main() {
-  Checker c;
-  host_checks(c);
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    if (c.failures) return 1;
-    std::printf("SKIPPED: no usable CUDA device (%s); %d host-only checks passed\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "device count is 0", c.checks);
-    return 77;
-  }
-  try {
-    run_device_checks(c);
-  } catch (const std::exception& e) {  // the context itself could not be created
-    std::printf("FAIL exception: %s\n", e.what());
-    return 1;
-  }
-  std::printf("%d checks, %d failed\n", c.checks, c.failures);
-  return c.failures ? 1 : 0;
+  DeviceChecker c;
+  return vf::testing::run_device_test(host_checks, run_device_checks, c);
 }

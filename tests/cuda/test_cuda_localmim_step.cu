@@ -25,7 +25,7 @@ namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace vn = vitfreeze::cuda::nn;
 using vf::mim::TapSpec;
-using vf::testing::DeviceChecker;
+using namespace vitfreeze::testing;  // device_checks.hpp
 
 // 8x8 patches; taps after blocks 0, 1, 3, 3 at scales 4 (HOG cell 1 px), 2, 1, 1/2 (cell 8 px).
 struct RgbConfig {
@@ -47,11 +47,7 @@ template <class Config>
 struct HostModel {
   vf::nn::ViT<Config::spec, float> encoder{7};
   vf::mim::LocalMim<Config::spec, typename Config::Taps, Config::decoder, 9, float> mim{7};
-  HostModel() {  // move every parameter off its init (zero biases, unit norms) so each term counts
-    vf::RandomStream rs(99, vf::RngPurpose::test, 1);
-    for (auto* p : parameters())
-      for (std::int64_t i = 0; i < p->value.numel(); ++i) p->value[i] += 0.05f * (2 * rs.uniform_float() - 1);
-  }
+  HostModel() { vf::testing::nudge_off_init(parameters()); }
   std::vector<vf::Parameter<float>*> parameters() {
     vf::nn::ParameterList<float> ps;
     encoder.collect_parameters(ps);
@@ -62,19 +58,7 @@ struct HostModel {
 
 template <class Config>
 vf::Tensor<float> random_images(std::uint64_t stream) {
-  constexpr vf::ViTSpec s = Config::spec;
-  vf::Tensor<float> images(vf::Shape{kBatch, s.channels, s.image, s.image});
-  vf::RandomStream rs(5, vf::RngPurpose::test, stream);
-  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = 2 * rs.uniform_float() - 1;
-  return images;
-}
-
-std::vector<float> to_vector(const vf::Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
-
-double device_loss(const vc::DeviceBuffer& loss) {
-  double host = 0;
-  vc::check(cudaMemcpy(&host, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
-  return host;
+  return vf::testing::random_images(kBatch, Config::spec.channels, Config::spec.image, stream);
 }
 
 // Loss and the gradient of every parameter that trains on the host; the same tensors train on the
@@ -108,10 +92,7 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   HostModel<Config> host;
   const vf::Tensor<float> images = random_images<Config>(1);
   const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, s.grid(), s.grid(), 3, 0);
-  vf::Tape<float> tape;
-  auto out = host.mim.forward(tape, host.encoder, images, masks);
-  const double cpu_loss = tape.value(out.loss)[0];
-  tape.backward(out.loss);
+  const double cpu_loss = host_loss_and_grads(host.mim, host.encoder, images, masks);
 
   vc::CudaContext ctx;
   vn::DeviceLocalMim<P> model(ctx, host.encoder, host.mim);
@@ -142,10 +123,7 @@ void check_freezing(DeviceChecker& c) {
 
   const vf::Tensor<float> images = random_images<Config>(2);
   const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, s.grid(), s.grid(), 4, 0);
-  vf::Tape<float> tape;
-  auto out = host.mim.forward(tape, host.encoder, images, masks);
-  const double cpu_loss = tape.value(out.loss)[0];
-  tape.backward(out.loss);
+  const double cpu_loss = host_loss_and_grads(host.mim, host.encoder, images, masks);
 
   vc::CudaContext ctx;
   HostModel<Config> fresh;  // unfrozen host weights: the device freezes on its own

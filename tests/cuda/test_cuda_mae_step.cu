@@ -28,7 +28,7 @@ namespace {
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace vn = vitfreeze::cuda::nn;
-using vf::testing::DeviceChecker;
+using namespace vitfreeze::testing;  // device_checks.hpp
 
 constexpr vf::ViTSpec kSpec{16, 3, 4, 64, 3, 2, 4};  // 16 patches, 3 blocks, head dim 32
 constexpr vf::mim::DecoderSpec kDecoder{.dim = 32, .depth = 2, .heads = 2, .mlp_ratio = 4};
@@ -39,11 +39,7 @@ constexpr int kBatch = 5;
 struct HostModel {
   HostEncoder encoder{7};
   HostMae mae{7};
-  HostModel() {  // move every parameter off its init (zero biases, unit norms) so each term counts
-    vf::RandomStream rs(99, vf::RngPurpose::test, 1);
-    for (auto* p : parameters())
-      for (std::int64_t i = 0; i < p->value.numel(); ++i) p->value[i] += 0.05f * (2 * rs.uniform_float() - 1);
-  }
+  HostModel() { vf::testing::nudge_off_init(parameters()); }
   std::vector<vf::Parameter<float>*> parameters() {
     std::vector<vf::Parameter<float>*> out;
     vf::nn::ParameterList<float> ps;
@@ -55,23 +51,15 @@ struct HostModel {
 };
 
 vf::Tensor<float> random_images(std::uint64_t stream) {
-  vf::Tensor<float> images(vf::Shape{kBatch, kSpec.channels, kSpec.image, kSpec.image});
-  vf::RandomStream rs(5, vf::RngPurpose::test, stream);
-  for (std::int64_t i = 0; i < images.numel(); ++i) images[i] = 2 * rs.uniform_float() - 1;
-  return images;
+  return vf::testing::random_images(kBatch, kSpec.channels, kSpec.image, stream);
 }
-
-std::vector<float> to_vector(const vf::Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
 
 template <vn::PrecisionPolicy P>
 void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   HostModel host;
   const vf::Tensor<float> images = random_images(1);
   const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, kSpec.grid(), kSpec.grid(), 3, 0);
-  vf::Tape<float> tape;
-  auto out = host.mae.forward(tape, host.encoder, images, masks);
-  const double cpu_loss = tape.value(out.loss)[0];
-  tape.backward(out.loss);
+  const double cpu_loss = host_loss_and_grads(host.mae, host.encoder, images, masks);
 
   vc::CudaContext ctx;
   vn::DeviceMae<P> model(ctx, host.encoder, host.mae);
@@ -81,8 +69,7 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   const vn::DeviceMasks device_masks = vn::DeviceMasks::upload(ctx, masks);
   vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
   model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
-  double gpu_loss = 0;
-  vc::check(cudaMemcpy(&gpu_loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
+  const double gpu_loss = device_loss(loss);
 
   const std::string tag = std::string("MAE step ") + P::name + ": ";
   c.close(tag + "loss", std::vector<double>{gpu_loss}, std::vector<double>{cpu_loss}, loss_tol);

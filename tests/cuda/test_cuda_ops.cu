@@ -8,13 +8,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <vitfreeze/cuda.hpp>
 
+#include "device_checks.hpp"
 #include "vitfreeze/backend/cpu/attention.hpp"
 #include "vitfreeze/backend/cpu/gelu.hpp"
 #include "vitfreeze/backend/cpu/gemm.hpp"
@@ -33,7 +33,7 @@ namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace cpu = vitfreeze::cpu;
 using vf::bf16;
-using Doubles = std::vector<double>;
+using namespace vitfreeze::testing;  // device_checks.hpp
 
 constexpr double kTolF32 = 2e-5, kTolBf16 = 1e-2;
 // cuBLASLt's fused GELU may use a fast tanh; its fp32 output is held to 1e-3 (the erf and tanh forms
@@ -43,64 +43,8 @@ template <class T>
 constexpr double tol_for() {
   return std::is_same_v<T, float> ? kTolF32 : kTolBf16;
 }
-template <class T>
-const char* type_name() {
-  return std::is_same_v<T, float> ? "f32" : "bf16";
-}
-
-// ---- checks ------------------------------------------------------------------------------------
-struct Checker {
-  int checks = 0, failures = 0;
-
-  void expect(bool ok, const std::string& name) {
-    ++checks;
-    failures += !ok;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
-  }
-  void close(const std::string& name, const Doubles& got, const Doubles& want, double tol) {
-    ++checks;
-    bool finite = got.size() == want.size() && !got.empty();
-    double err = 0, scale = 0;
-    for (std::size_t i = 0; finite && i < got.size(); ++i) {
-      if (!std::isfinite(got[i])) finite = false;
-      err = std::max(err, std::abs(got[i] - want[i]));
-      scale = std::max(scale, std::abs(want[i]));
-    }
-    const double rel = err / (scale > 0 ? scale : 1.0);
-    const bool ok = finite && rel <= tol;
-    failures += !ok;
-    std::printf("%s %-52s rel.err %.3g (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, tol,
-                finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
-  }
-};
 
 // ---- host data ---------------------------------------------------------------------------------
-class Random {
- public:
-  std::vector<float> uniform(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
-    vf::RandomStream rs(20240601, vf::RngPurpose::test, ++stream_);
-    std::vector<float> v(n);
-    for (float& x : v) x = lo + (hi - lo) * rs.uniform_float();
-    return v;
-  }
-  // ids[b, k]: the first K entries of a random permutation of [0, L) per sample; full permutation
-  // in `order` when K == L.
-  std::vector<std::int32_t> permutation_prefixes(std::int64_t B, std::int64_t L, std::int64_t K) {
-    vf::RandomStream rs(20240601, vf::RngPurpose::shuffle, ++stream_);
-    std::vector<std::int32_t> ids;
-    for (std::int64_t b = 0; b < B; ++b) {
-      std::vector<std::int32_t> order(L);
-      std::iota(order.begin(), order.end(), 0);
-      for (std::int64_t i = L - 1; i > 0; --i) std::swap(order[i], order[rs.below(std::uint32_t(i + 1))]);
-      ids.insert(ids.end(), order.begin(), order.begin() + K);
-    }
-    return ids;
-  }
-
- private:
-  std::uint64_t stream_ = 0;
-};
-
 template <class T>
 std::vector<T> stored(const std::vector<float>& v) {
   if constexpr (std::is_same_v<T, float>) {
@@ -111,24 +55,11 @@ std::vector<T> stored(const std::vector<float>& v) {
     return out;
   }
 }
-template <class T>
-Doubles widen(const std::vector<T>& v) {
-  Doubles out;
-  for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
-  return out;
-}
 // Elements [r * ld, r * ld + cols) of every row.
 Doubles rows_of(const Doubles& m, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
   Doubles out;
   for (std::int64_t r = 0; r < rows; ++r) out.insert(out.end(), m.begin() + r * ld, m.begin() + r * ld + cols);
   return out;
-}
-double round_bf16(double x) { return static_cast<float>(bf16(static_cast<float>(x))); }
-template <class T>
-Doubles round_to(Doubles v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    for (double& x : v) x = round_bf16(x);
-  return v;
 }
 
 double gelu_erf(double x) { return 0.5 * x * (1 + std::erf(x * M_SQRT1_2)); }
@@ -140,34 +71,8 @@ double gelu_tanh_grad(double x) {
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * kTanhC * (1 + 3 * kTanhA * x * x);
 }
 
-// ---- device data -------------------------------------------------------------------------------
-template <class T>
-vf::Tensor<T> upload(vc::CudaContext& ctx, const std::vector<T>& host) {
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{static_cast<std::int64_t>(host.size())});
-  vc::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
-  return t;
-}
-// All bits set: a NaN in both fp32 and bf16.
-template <class T>
-vf::Tensor<T> poisoned(vc::CudaContext& ctx, std::int64_t n) {
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{n});
-  vc::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
-  return t;
-}
-template <class T>
-std::vector<T> download(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
-  std::vector<T> host(static_cast<std::size_t>(t.numel()));
-  vc::check(cudaMemcpyAsync(host.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost, ctx.stream()), "download");
-  ctx.synchronize();
-  return host;
-}
-template <class T>
-Doubles fetch(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
-  return widen(download(ctx, t));
-}
-
 // ---- host-only checks (run without a GPU) ------------------------------------------------------
-void host_checks(Checker& c) {
+void host_checks(DeviceChecker& c) {
   bool classes_ok = vc::size_class(1) == 256 && vc::size_class(256) == 256 && vc::size_class(257) == 320 &&
                     vc::size_class(std::size_t(1) << 20) == (std::size_t(1) << 20) &&
                     vc::size_class((std::size_t(1) << 20) + 1) == (std::size_t(5) << 18);
@@ -199,7 +104,7 @@ void host_checks(Checker& c) {
 
 // ---- GEMM --------------------------------------------------------------------------------------
 template <class In, class Out>
-void check_gemm_plain(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t M, std::int64_t N, std::int64_t K,
+void check_gemm_plain(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t M, std::int64_t N, std::int64_t K,
                       std::int64_t pad) {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb)
@@ -233,7 +138,7 @@ void check_gemm_plain(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_
 
 // Linear-layer epilogues: bias, gelu_aux_bias (forward), dgelu and bgradb (backward).
 template <class In, class Out>
-void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_gemm_epilogues(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t M = 40, K = 24, N = 32;  // rows, in features, out features (N % 8 == 0 for aux)
   const std::string tag = std::string(type_name<In>()) + "->" + type_name<Out>();
   const std::vector<In> x = stored<In>(rnd.uniform(M * K)), W = stored<In>(rnd.uniform(N * K));
@@ -268,7 +173,7 @@ void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
       want_erf.push_back(gelu_erf(p));
     }
     const Doubles got = fetch(ctx, y);
-    Checker probe;  // which GELU does cuBLASLt compute? Report both, pass on either.
+    DeviceChecker probe;  // which GELU does cuBLASLt compute? Report both, pass on either.
     const double tol = std::max(tol_for<Out>(), kTolFusedGelu);
     probe.close("  (vs tanh GELU)", got, round_to<Out>(want_tanh), tol);
     probe.close("  (vs erf GELU)", got, round_to<Out>(want_erf), tol);
@@ -294,7 +199,7 @@ void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
       want_erf.push_back(prod[i] * gelu_erf_grad(p[i]));
     }
     const Doubles got = fetch(ctx, dh);
-    Checker probe;
+    DeviceChecker probe;
     const double tol = std::max(tol_for<Out>(), kTolFusedGelu);
     probe.close("  (vs tanh GELU')", got, round_to<Out>(want_tanh), tol);
     probe.close("  (vs erf GELU')", got, round_to<Out>(want_erf), tol);
@@ -321,7 +226,7 @@ void check_gemm_epilogues(vc::CudaContext& ctx, Checker& c, Random& rnd) {
 // ---- LayerNorm ---------------------------------------------------------------------------------
 template <class T>
 // misalign: x starts one element past a 16-byte boundary, forcing the scalar (non-vector) paths.
-void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t D,
+void check_layernorm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t rows, std::int64_t D,
                      bool misalign = false) {
   const double eps = 1e-5;
   const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(D) +
@@ -377,7 +282,7 @@ void check_layernorm(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t
 
 // ---- GELU --------------------------------------------------------------------------------------
 template <class T>
-void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n) {
+void check_gelu(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t n) {
   const std::vector<T> x = stored<T>(rnd.uniform(n, -5.0f, 5.0f)), dy = stored<T>(rnd.uniform(n)),
                        dx0 = stored<T>(rnd.uniform(n));
   const Doubles xd = widen(x), dyd = widen(dy);
@@ -394,7 +299,7 @@ void check_gelu(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n) {
 
 // ---- column sums, softmax, attention -----------------------------------------------------------
 template <class T>
-void check_column_sums(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t rows, std::int64_t cols) {
+void check_column_sums(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t rows, std::int64_t cols) {
   const std::vector<T> x = stored<T>(rnd.uniform(rows * cols));
   const std::vector<float> out0 = rnd.uniform(cols);
   Doubles want = widen(out0);
@@ -410,7 +315,7 @@ void check_column_sums(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64
 
 // add_in_place and add_broadcast_in_place (period), vectorised when n and period are multiples of 8.
 template <class T>
-void check_add(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n, std::int64_t period) {
+void check_add(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t n, std::int64_t period) {
   const std::vector<T> y0 = stored<T>(rnd.uniform(n)), x = stored<T>(rnd.uniform(n)), table = stored<T>(rnd.uniform(period));
   const Doubles yd = widen(y0), xd = widen(x), td = widen(table);
   Doubles want_sum(n), want_bc(n);
@@ -426,7 +331,7 @@ void check_add(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t n, st
   c.close("add_broadcast_in_place " + tag, fetch(ctx, dy2), round_to<T>(want_bc), tol_for<T>());
 }
 
-void check_softmax(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_softmax(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t rows = 7, cols = 300;
   const std::vector<float> s = rnd.uniform(rows * cols, -5.0f, 5.0f);
   Doubles want = widen(s);
@@ -436,7 +341,7 @@ void check_softmax(vc::CudaContext& ctx, Checker& c, Random& rnd) {
   c.close("softmax_rows_inplace 7x300", fetch(ctx, ds), want, kTolF32);
 }
 
-void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vc::AttentionShape& s) {
+void check_attention(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, const vc::AttentionShape& s) {
   const cpu::AttentionShape cs{s.batch, s.tokens, s.heads, s.head_dim};
   const std::int64_t B = s.batch, T = s.tokens, D = s.dim(), P = B * s.heads * T * T;
   const std::string tag = "B" + std::to_string(B) + " T" + std::to_string(T) + " H" + std::to_string(s.heads) + " hd" +
@@ -459,7 +364,7 @@ void check_attention(vc::CudaContext& ctx, Checker& c, Random& rnd, const vc::At
 
 // ---- tokens, patchify, loss --------------------------------------------------------------------
 // The second shape has enough masked positions for the multi-chunk mask-token reduction.
-void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t B, std::int64_t L, std::int64_t K,
+void check_tokens(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t B, std::int64_t L, std::int64_t K,
                   std::int64_t D) {
   const std::string tag = "B" + std::to_string(B) + " L" + std::to_string(L) + " K" + std::to_string(K) + " D" + std::to_string(D);
   const std::vector<std::int32_t> ids = rnd.permutation_prefixes(B, L, K);
@@ -498,7 +403,7 @@ void check_tokens(vc::CudaContext& ctx, Checker& c, Random& rnd, std::int64_t B,
   c.close("unshuffle_backward dmask_token (accumulating) " + tag, fetch(ctx, ddm), dm, kTolF32);
 }
 
-void check_patchify(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_patchify(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const cpu::PatchGeometry g{2, 3, 8, 12, 4};
   const std::int64_t n = g.batch * g.channels * g.height * g.width;
   for (cpu::PatchLayout layout : {cpu::PatchLayout::pixel_major, cpu::PatchLayout::channel_major}) {
@@ -516,7 +421,7 @@ void check_patchify(vc::CudaContext& ctx, Checker& c, Random& rnd) {
   }
 }
 
-void check_masked_mse(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_masked_mse(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t rows = 37, P = 48;
   const std::vector<float> pred = rnd.uniform(rows * P), target = rnd.uniform(rows * P), dpred0 = rnd.uniform(rows * P);
   std::vector<float> weight = rnd.uniform(rows, 0.0f, 1.0f);
@@ -544,7 +449,7 @@ void check_masked_mse(vc::CudaContext& ctx, Checker& c, Random& rnd) {
 }
 
 // ---- AdamW -------------------------------------------------------------------------------------
-void check_adamw(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const vf::optim::AdamWOptions options{};
   vf::optim::AdamW<float> reference(options);
   struct Case {
@@ -598,7 +503,7 @@ void check_adamw(vc::CudaContext& ctx, Checker& c, Random& rnd) {
 }
 
 // ---- allocator steady state --------------------------------------------------------------------
-void check_steady_state(vc::CudaContext& ctx, Checker& c, Random& rnd) {
+void check_steady_state(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t M = 64, N = 48, K = 32;
   auto step = [&] {  // allocates inputs, outputs and (inside masked_mse_forward) scratch
     vf::Tensor<float> a = upload(ctx, rnd.uniform(M * K)), b = upload(ctx, rnd.uniform(K * N)), out = poisoned<float>(ctx, M * N);
@@ -614,20 +519,10 @@ void check_steady_state(vc::CudaContext& ctx, Checker& c, Random& rnd) {
   c.expect(ctx.matmul_plans().size() == plans, "matmul plans cached by shape: no new plan after the first step");
 }
 
-// A section that throws (an epilogue this cuBLASLt refuses, a launch error) fails and the rest run.
-template <class F>
-void section(Checker& c, const char* name, F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    c.expect(false, std::string(name) + " threw: " + e.what());
-  }
-}
-
-void run_device_checks(Checker& c) {
+void run_device_checks(DeviceChecker& c) {
   vc::CudaContext ctx(0);
   std::printf("device: %s (sm_%d%d)\n", ctx.properties().name, ctx.properties().major, ctx.properties().minor);
-  Random rnd;
+  Random rnd(20240601);
   section(c, "gemm f32", [&] { check_gemm_plain<float, float>(ctx, c, rnd, 37, 53, 29, 3); });
   section(c, "gemm bf16", [&] { check_gemm_plain<bf16, bf16>(ctx, c, rnd, 64, 96, 48, 0); });
   section(c, "gemm bf16->f32", [&] { check_gemm_plain<bf16, float>(ctx, c, rnd, 64, 96, 48, 8); });
@@ -688,22 +583,6 @@ void run_device_checks(Checker& c) {
 }  // namespace
 
 int main() {
-  Checker c;
-  host_checks(c);
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    if (c.failures) return 1;
-    std::printf("SKIPPED: no usable CUDA device (%s); %d host-only checks passed\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "device count is 0", c.checks);
-    return 77;
-  }
-  try {
-    run_device_checks(c);
-  } catch (const std::exception& e) {  // the context itself could not be created
-    std::printf("FAIL exception: %s\n", e.what());
-    return 1;
-  }
-  std::printf("%d checks, %d failed\n", c.checks, c.failures);
-  return c.failures ? 1 : 0;
+  DeviceChecker c;
+  return vf::testing::run_device_test(host_checks, run_device_checks, c);
 }

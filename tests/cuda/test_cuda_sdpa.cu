@@ -16,6 +16,7 @@
 #include <vitfreeze/cuda.hpp>
 #include <vitfreeze/backend/cuda/cudnn_sdpa.hpp>
 
+#include "device_checks.hpp"
 #include "vitfreeze/backend/cpu/attention.hpp"
 #include "vitfreeze/core/rng.hpp"
 
@@ -25,50 +26,15 @@ namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace cpu = vitfreeze::cpu;
 using vf::bf16;
-using Doubles = std::vector<double>;
+using namespace vitfreeze::testing;  // device_checks.hpp
 
 constexpr double kTol = 2e-2;
 // AttentionShape is {batch, tokens, heads, head_dim}.
 constexpr vf::AttentionShape kShapes[] = {{2, 50, 12, 64}, {2, 197, 16, 32}, {3, 17, 3, 64}};
 
-struct Checker {
-  int checks = 0, failures = 0, skips = 0;
-
-  void expect(bool ok, const std::string& name) {
-    ++checks;
-    failures += !ok;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
-  }
-  void close(const std::string& name, const Doubles& got, const Doubles& want) {
-    ++checks;
-    bool finite = got.size() == want.size() && !got.empty();
-    double err = 0, scale = 0;
-    for (std::size_t i = 0; finite && i < got.size(); ++i) {
-      if (!std::isfinite(got[i])) finite = false;
-      err = std::max(err, std::abs(got[i] - want[i]));
-      scale = std::max(scale, std::abs(want[i]));
-    }
-    const double rel = err / (scale > 0 ? scale : 1.0);
-    const bool ok = finite && rel <= kTol;
-    failures += !ok;
-    std::printf("%s %-60s rel.err %.3g (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, kTol,
-                finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
-  }
-};
-
 // bf16 values of uniform(-1.5, 1.5) draws: attention scores of order 1 with these.
 std::vector<bf16> random_bf16(std::size_t n, std::uint64_t stream) {
-  vf::RandomStream rs(20240601, vf::RngPurpose::test, stream);
-  std::vector<bf16> v(n);
-  for (bf16& x : v) x = bf16(-1.5f + 3.0f * rs.uniform_float());
-  return v;
-}
-template <class T>
-Doubles widen(const std::vector<T>& v) {
-  Doubles out;
-  out.reserve(v.size());
-  for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
-  return out;
+  return vf::testing::random_uniform<bf16>(20240601, stream, n, -1.5f, 1.5f);
 }
 // Columns [first, first + count) of every row of a row-major matrix with `ld` columns.
 Doubles columns(const Doubles& m, std::int64_t ld, std::int64_t first, std::int64_t count) {
@@ -101,27 +67,7 @@ Doubles reference_stats(const Doubles& qkv, const vf::AttentionShape& s) {
   return stats;
 }
 
-template <class T>
-vf::Tensor<T> upload(vc::CudaContext& ctx, const std::vector<T>& host) {
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{static_cast<std::int64_t>(host.size())});
-  vc::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
-  return t;
-}
-template <class T>
-vf::Tensor<T> poisoned(vc::CudaContext& ctx, std::int64_t n) {  // all bits set: NaN in fp32 and bf16
-  vf::Tensor<T> t = ctx.empty<T>(vf::Shape{n});
-  vc::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
-  return t;
-}
-template <class T>
-std::vector<T> download(vc::CudaContext& ctx, const vf::Tensor<T>& t) {
-  std::vector<T> host(static_cast<std::size_t>(t.numel()));
-  vc::check(cudaMemcpyAsync(host.data(), t.data(), t.bytes(), cudaMemcpyDeviceToHost, ctx.stream()), "download");
-  ctx.synchronize();
-  return host;
-}
-
-void host_checks(Checker& c) {
+void host_checks(DeviceChecker& c) {
   std::string message = "no exception";
   try {
     vc::check(CUDNN_STATUS_BAD_PARAM, "cudnnSomething(x)");
@@ -153,15 +99,13 @@ void host_checks(Checker& c) {
     }
 }
 
-void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, Checker& c, const vf::AttentionShape& s,
+void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, DeviceChecker& c, const vf::AttentionShape& s,
                  std::uint64_t seed) {
   const std::string tag = "B=" + std::to_string(s.batch) + " T=" + std::to_string(s.tokens) +
                           " H=" + std::to_string(s.heads) + " hd=" + std::to_string(s.head_dim);
   std::string why;
   if (!sdpa.supports(s, &why)) {
-    ++c.skips;
-    std::printf("skip: %s: cuDNN SDPA not supported: %s\n", tag.c_str(), why.c_str());
-    std::printf("      ^^^^ SKIPPED, NOT TESTED ^^^^\n");
+    c.skip(tag, "cuDNN SDPA not supported: " + why);
     return;
   }
   const std::size_t plans = sdpa.cached_plans();
@@ -185,8 +129,8 @@ void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, Checker& c, const vf
   vf::Tensor<float> d_stats = poisoned<float>(ctx, rows);
   sdpa.forward(d_qkv.data(), d_out.data(), d_stats.data(), s);
   const std::vector<bf16> out_training = download(ctx, d_out);
-  c.close("forward (training) out " + tag, widen(out_training), out);
-  c.close("forward (training) stats = row logsumexp " + tag, widen(download(ctx, d_stats)), stats);
+  c.close("forward (training) out " + tag, widen(out_training), out, kTol);
+  c.close("forward (training) stats = row logsumexp " + tag, widen(download(ctx, d_stats)), stats, kTol);
 
   // The same call again gives the same bits (the cached plan is reused, the kernel is deterministic).
   vf::Tensor<bf16> d_out_again = poisoned<bf16>(ctx, BT * D);
@@ -200,39 +144,27 @@ void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, Checker& c, const vf
   // Inference forward: out only.
   vf::Tensor<bf16> d_out_inference = poisoned<bf16>(ctx, BT * D);
   sdpa.forward(d_qkv.data(), d_out_inference.data(), nullptr, s);
-  c.close("forward (inference) out " + tag, widen(download(ctx, d_out_inference)), out);
+  c.close("forward (inference) out " + tag, widen(download(ctx, d_out_inference)), out, kTol);
 
   // Backward from the training forward's own out and stats; dqkv is overwritten (poisoned first).
   vf::Tensor<bf16> d_dqkv = poisoned<bf16>(ctx, BT * 3 * D);
   sdpa.backward(d_qkv.data(), d_out.data(), d_dout.data(), d_stats.data(), d_dqkv.data(), s);
   const Doubles got = widen(download(ctx, d_dqkv));
-  c.close("backward dq " + tag, columns(got, 3 * D, 0, D), columns(dqkv, 3 * D, 0, D));
-  c.close("backward dk " + tag, columns(got, 3 * D, D, D), columns(dqkv, 3 * D, D, D));
-  c.close("backward dv " + tag, columns(got, 3 * D, 2 * D, D), columns(dqkv, 3 * D, 2 * D, D));
+  c.close("backward dq " + tag, columns(got, 3 * D, 0, D), columns(dqkv, 3 * D, 0, D), kTol);
+  c.close("backward dk " + tag, columns(got, 3 * D, D, D), columns(dqkv, 3 * D, D, D), kTol);
+  c.close("backward dv " + tag, columns(got, 3 * D, 2 * D, D), columns(dqkv, 3 * D, 2 * D, D), kTol);
+}
+
+void device_checks(DeviceChecker& c) {
+  vc::CudaContext ctx(0);
+  vc::CudnnSdpa sdpa(ctx);
+  std::uint64_t seed = 0;
+  for (const vf::AttentionShape& s : kShapes) check_shape(ctx, sdpa, c, s, ++seed);
 }
 
 }  // namespace
 
 int main() {
-  Checker c;
-  host_checks(c);
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    if (c.failures) return 1;
-    std::printf("SKIPPED: no usable CUDA device (%s); %d host-only checks passed\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "device count is 0", c.checks);
-    return 77;
-  }
-  try {
-    vc::CudaContext ctx(0);
-    vc::CudnnSdpa sdpa(ctx);
-    std::uint64_t seed = 0;
-    for (const vf::AttentionShape& s : kShapes) check_shape(ctx, sdpa, c, s, ++seed);
-  } catch (const std::exception& e) {
-    std::printf("FAIL exception: %s\n", e.what());
-    return 1;
-  }
-  std::printf("%d checks, %d failed, %d shape(s) SKIPPED by supports()\n", c.checks, c.failures, c.skips);
-  return c.failures ? 1 : 0;
+  DeviceChecker c;
+  return vf::testing::run_device_test(host_checks, device_checks, c);
 }
