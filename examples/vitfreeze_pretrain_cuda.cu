@@ -27,8 +27,12 @@ const char* kHelp = R"(vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pret
 order, masks and freeze schedule); the linear probe and fine-tuning then run on the CPU as there.
 
   --device N                 CUDA device (default 0)
-  --precision bf16|fp32      bf16: bf16 activations, fp32 master weights, moments and accumulation
-                             (default); fp32: fp32 throughout (matches the CPU to rounding, slower)
+  --precision bf16|fp16|fp32 bf16: bf16 activations, fp32 master weights, moments and accumulation
+                             (default); fp16: the same with fp16 activations and dynamic loss scaling
+                             (2^16 at the start, halved on NaN/Inf gradients and that step skipped,
+                             doubled after 2000 clean steps; the scale and skipped steps go to the
+                             epoch records of metrics.jsonl); fp32: fp32 throughout (matches the CPU
+                             to rounding, slower)
 
   Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its
   block's unit freezes, as there) and mae.
@@ -51,7 +55,8 @@ void refuse_cpu_only_flags(const ex::Args& args) {
   if (args.get("non-finite", "stop") != "stop") refuse("--non-finite " + args.get("non-finite", ""));
   if (args.has("dump-step")) refuse("--dump-step");
   const std::string precision = args.get("precision", "bf16");
-  if (precision != "bf16" && precision != "fp32") throw vf::ConfigError("--precision: bf16 or fp32, not " + precision);
+  if (precision != "bf16" && precision != "fp16" && precision != "fp32")
+    throw vf::ConfigError("--precision: bf16, fp16 or fp32, not " + precision);
 }
 
 // A context on --device, or a clear error where there is no usable GPU.
@@ -106,7 +111,9 @@ int run(const ex::Args& args) {
 // --precision picks the policy the device objective is built with.
 template <vf::ViTSpec S, class HostObjective, template <vn::PrecisionPolicy> class DeviceObjective>
 int run_with_precision(const ex::Args& args) {
-  if (args.get("precision", "bf16") == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(args);
+  const std::string precision = args.get("precision", "bf16");
+  if (precision == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(args);
+  if (precision == "fp16") return run<S, HostObjective, DeviceObjective<vn::Fp16Mixed>, vn::Fp16Mixed>(args);
   return run<S, HostObjective, DeviceObjective<vn::Bf16Mixed>, vn::Bf16Mixed>(args);
 }
 

@@ -4,7 +4,8 @@
 // units (truncate semantics). The PyTorch reference on the same shapes is torch_mim_bench.py.
 // After the frozen-prefix variants it times the unfrozen step replayed as a CUDA graph and, when
 // cuDNN's fused attention is compiled in, on the GEMM attention path (the A/B of the two paths).
-//   mae_step_bench [model=b|ti] [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12]
+//   mae_step_bench [model=b|ti] [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12] [bf16|fp16]
+//   (fp16: Fp16Mixed, fp16 activations with dynamic loss scaling)
 // With VITFREEZE_PROFILE_ONE_STEP set, one step is bracketed by cudaProfilerStart/Stop (for
 // `ncu --profile-from-start off`) and the program ends.
 #include <cstdint>
@@ -39,9 +40,9 @@ constexpr std::int64_t mae_training_flops(const vf::ViTSpec& s, const vf::mim::D
   return 3 * f;
 }
 
-template <vf::ViTSpec S>
+template <vf::ViTSpec S, vn::PrecisionPolicy P>
 void run(const char* label, int batch, int steps, const std::vector<int>& frozen_list) {
-  using P = vn::Bf16Mixed;
+  using T = typename P::Activation;
   using Mae = vf::mim::Mae<S, kMaeDecoder, true, float>;
   vc::CudaContext ctx;
   std::printf("== MAE %s/%d at %d px, mask 0.75, batch %d, %s, device %s\n", label, S.patch, S.image, batch, P::name,
@@ -76,9 +77,10 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
     ctx.service<vn::AttentionPaths>().cudnn_enabled = cudnn;
     vn::DeviceMae<P> model(ctx, *encoder, *mae);
     if (frozen > 0) model.encoder.freeze_units(frozen);
-    vn::DeviceParameterList<vf::bf16> params;
+    vn::DeviceParameterList<T> params;
     model.collect_parameters(params);
-    vn::DeviceAdamW<vf::bf16> optimizer(params, vf::optim::AdamWOptions{});
+    vn::DeviceAdamW<T> optimizer(params, vf::optim::AdamWOptions{});
+    if constexpr (P::loss_scaling) optimizer.enable_loss_scaling(ctx, vf::optim::LossScaleOptions{});
     vf::Tensor<float> static_images = ctx.empty<float>(images[0].shape());
     vn::DeviceMasks static_masks = vn::DeviceMasks::upload(ctx, host_masks[0]);
     vc::StepGraph graph;
@@ -86,7 +88,7 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
       const int k = i % vf::bench::kInputSets;
       if (!graphed) {
         optimizer.zero_grad(ctx);
-        model.forward_backward(ctx, images[k].data(), masks[k], loss.as<double>());
+        model.forward_backward(ctx, images[k].data(), masks[k], loss.as<double>(), optimizer.loss_scale_device());
         optimizer.step(ctx, 1.5e-4);
         return;
       }
@@ -98,7 +100,7 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
       optimizer.stage(ctx, 1.5e-4);
       graph.run(ctx, std::uint64_t(frozen), [&] {
         optimizer.zero_grad(ctx);
-        model.forward_backward(ctx, static_images.data(), static_masks, loss.as<double>());
+        model.forward_backward(ctx, static_images.data(), static_masks, loss.as<double>(), optimizer.loss_scale_device());
         optimizer.launch(ctx);
       });
     });
@@ -115,15 +117,21 @@ int main(int argc, char** argv) {
   const int batch = argc > 2 ? std::atoi(argv[2]) : 256;
   const int steps = argc > 3 ? std::atoi(argv[3]) : 20;
   const std::vector<int> frozen = vf::bench::parse_int_list(argc > 4 ? argv[4] : "0");
+  const std::string precision = argc > 5 ? argv[5] : "bf16";
   try {
-    if (model == "b")
-      run<vf::specs::base()>("ViT-B", batch, steps, frozen);
-    else if (model == "ti")
-      run<vf::specs::tiny()>("ViT-Ti", batch, steps, frozen);
-    else {
+    if (model != "b" && model != "ti") {
       std::fprintf(stderr, "model must be b or ti\n");
       return 2;
     }
+    if (precision != "bf16" && precision != "fp16") {
+      std::fprintf(stderr, "precision must be bf16 or fp16\n");
+      return 2;
+    }
+    const bool base = model == "b", fp16 = precision == "fp16";
+    if (base && !fp16) run<vf::specs::base(), vn::Bf16Mixed>("ViT-B", batch, steps, frozen);
+    if (base && fp16) run<vf::specs::base(), vn::Fp16Mixed>("ViT-B", batch, steps, frozen);
+    if (!base && !fp16) run<vf::specs::tiny(), vn::Bf16Mixed>("ViT-Ti", batch, steps, frozen);
+    if (!base && fp16) run<vf::specs::tiny(), vn::Fp16Mixed>("ViT-Ti", batch, steps, frozen);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -51,6 +51,7 @@ PY
 echo "== vitfreeze"
 "$BIN/mae_step_bench" b 256 20 0,4,8,12 | tee "$OUT_DIR/vitfreeze_mae_b.txt"
 "$BIN/mae_step_bench" ti 256 20 0 | tee "$OUT_DIR/vitfreeze_mae_ti.txt"
+"$BIN/mae_step_bench" b 256 20 0 fp16 | tee "$OUT_DIR/vitfreeze_mae_b_fp16.txt"
 "$BIN/localmim_step_bench" 256 20 0,4,8,12 | tee "$OUT_DIR/vitfreeze_localmim_b.txt"
 
 echo "== PyTorch"

@@ -104,7 +104,7 @@ void section(DeviceChecker& c, const char* name, F&& body) {
 
 template <class T>
 const char* type_name() {
-  return std::is_same_v<T, float> ? "f32" : "bf16";
+  return std::is_same_v<T, float> ? "f32" : std::is_same_v<T, f16> ? "f16" : "bf16";
 }
 
 // ---- host data ---------------------------------------------------------------------------------
@@ -153,12 +153,11 @@ Doubles widen(const std::vector<T>& v) {
   for (const T& x : v) out.push_back(static_cast<double>(static_cast<float>(x)));
   return out;
 }
-inline double round_bf16(double x) { return static_cast<float>(bf16(static_cast<float>(x))); }
 // The reference rounded to the output's storage type.
 template <class T>
 Doubles round_to(Doubles v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    for (double& x : v) x = round_bf16(x);
+  if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)
+    for (double& x : v) x = static_cast<float>(T(static_cast<float>(x)));
   return v;
 }
 

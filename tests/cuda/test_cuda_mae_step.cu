@@ -1,6 +1,10 @@
 // A whole MAE step on the GPU against the CPU backend, from the same host-initialised weights and
 // the same masks: the loss and the gradient of every parameter. Fp32 policy: rounding-level
-// agreement (exact-erf GELU, fp32 GEMMs); Bf16Mixed: bf16 tolerances. Then freezing (truncate
+// agreement (exact-erf GELU, fp32 GEMMs); Bf16Mixed: bf16 tolerances; Fp16Mixed with a loss scale
+// (gradients read back divided by it). fp16 dynamic loss scaling in AdamW: the scaled update equals
+// the unscaled one bit for bit, a step with a NaN gradient changes nothing (values, moments, step
+// counts), the device schedule follows the host rule step by step, and a run whose gradients stay
+// non-finite stops with a NumericError. Then freezing (truncate
 // semantics): trained gradients unchanged, frozen tensors without gradient or optimizer state and
 // bit-identical after AdamW steps, and the allocator in its steady state (no cudaMalloc) from the
 // second step on. Freezing with the embedding still training (freeze_prefix): gradients pass through
@@ -8,7 +12,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -54,8 +60,10 @@ vf::Tensor<float> random_images(std::uint64_t stream) {
   return vf::testing::random_images(kBatch, kSpec.channels, kSpec.image, stream);
 }
 
+// loss_scale != 1: the loss gradient is seeded with it (a device float, as under fp16 loss scaling)
+// and the gradients are compared divided by it.
 template <vn::PrecisionPolicy P>
-void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
+void compare_step(DeviceChecker& c, double loss_tol, double grad_tol, float loss_scale = 1.0f) {
   HostModel host;
   const vf::Tensor<float> images = random_images(1);
   const vf::mim::MaskSet masks = vf::mim::Random<750>::make(kBatch, kSpec.grid(), kSpec.grid(), 3, 0);
@@ -68,18 +76,103 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   const vf::Tensor<float> images_device = vc::to_device(ctx, images);
   const vn::DeviceMasks device_masks = vn::DeviceMasks::upload(ctx, masks);
   vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
-  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  const vc::DeviceBuffer scale = vn::upload_bytes(ctx, &loss_scale, sizeof(float));
+  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>(),
+                         loss_scale != 1.0f ? vn::data_of<float>(scale) : nullptr);
   const double gpu_loss = device_loss(loss);
 
-  const std::string tag = std::string("MAE step ") + P::name + ": ";
+  const std::string tag = std::string("MAE step ") + P::name + (loss_scale != 1.0f ? " (loss scale " + std::to_string(loss_scale) + ")" : "") + ": ";
   c.close(tag + "loss", std::vector<double>{gpu_loss}, std::vector<double>{cpu_loss}, loss_tol);
   const auto host_params = host.parameters();
   c.expect(host_params.size() == params.size(), tag + "same parameter list as the CPU model");
   for (std::size_t i = 0; i < params.size() && i < host_params.size(); ++i) {
     c.expect(params[i]->name == host_params[i]->name, tag + "parameter " + std::to_string(i) + " is " + host_params[i]->name);
-    c.close(tag + "grad " + params[i]->name, to_vector(params[i]->grad_to_host(ctx)), to_vector(host_params[i]->grad),
-            grad_tol);
+    std::vector<float> grad = to_vector(params[i]->grad_to_host(ctx));
+    for (float& g : grad) g /= loss_scale;
+    c.close(tag + "grad " + params[i]->name, grad, to_vector(host_params[i]->grad), grad_tol);
   }
+}
+
+// ---- fp16 dynamic loss scaling in the optimizer ----------------------------------------------------
+// Two copies of one fp16 model: `scaled` with loss scaling on gets every gradient times the current
+// scale (a power of two: exact), `plain` without it gets the gradient itself. Steps 2 and 5 carry a
+// NaN in one gradient of `scaled` (`plain` sits those steps out).
+void check_loss_scaling(DeviceChecker& c) {
+  using P = vn::Fp16Mixed;
+  using T = typename P::Activation;
+  HostModel host;
+  vc::CudaContext ctx;
+  vn::DeviceMae<P> scaled_model(ctx, host.encoder, host.mae), plain_model(ctx, host.encoder, host.mae);
+  vn::DeviceParameterList<T> ps, pp;
+  scaled_model.collect_parameters(ps);
+  plain_model.collect_parameters(pp);
+  vn::DeviceAdamW<T> scaled(ps, vf::optim::AdamWOptions{}), plain(pp, vf::optim::AdamWOptions{});
+  const vf::optim::LossScaleOptions options{1024.0f, 2.0f, 0.5f, 2, 3};
+  scaled.enable_loss_scaling(ctx, options);
+  c.expect(scaled.loss_scale_device() != nullptr && plain.loss_scale_device() == nullptr,
+           "loss scaling: the scaled optimizer exposes its device scale, the plain one none");
+  vf::optim::LossScaleState expected = vf::optim::initial_loss_scale_state(options);
+
+  // Every float the update touches, of every tensor: master, m, v, then the fp16 working copy's bits.
+  auto snapshot = [&](const vn::DeviceParameterList<T>& list) {
+    std::vector<std::uint32_t> bits;
+    for (const auto* p : list) {
+      for (const float* buffer : {static_cast<const float*>(p->master()), static_cast<const float*>(p->m()),
+                                  static_cast<const float*>(p->v())})
+        for (float x : download(ctx, buffer, p->numel())) bits.push_back(std::bit_cast<std::uint32_t>(x));
+      for (T x : download(ctx, p->value(), p->numel())) bits.push_back(x.bits);
+    }
+    return bits;
+  };
+  auto step_counts = [](const vn::DeviceParameterList<T>& list) {
+    std::vector<std::int64_t> steps;
+    for (const auto* p : list) steps.push_back(p->step);
+    return steps;
+  };
+
+  for (int step = 0; step < 7; ++step) {
+    const bool poison = step == 2 || step == 5;
+    const std::string tag = "loss scaling step " + std::to_string(step) + (poison ? " (NaN gradient)" : "") + ": ";
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      std::vector<float> g = random_uniform(11, std::uint64_t(100 * step + i), std::size_t(ps[i]->numel()), -0.1f, 0.1f);
+      vc::check(cudaMemcpy(pp[i]->grad(), g.data(), g.size() * sizeof(float), cudaMemcpyHostToDevice), "upload grad");
+      for (float& x : g) x *= expected.scale;
+      if (poison && i == ps.size() / 2) g[g.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+      vc::check(cudaMemcpy(ps[i]->grad(), g.data(), g.size() * sizeof(float), cudaMemcpyHostToDevice), "upload grad");
+    }
+    const auto before = snapshot(ps);
+    const double lr = 1e-3 * (step + 1);
+    scaled.step(ctx, lr);
+    if (!poison) plain.step(ctx, lr);
+    const vf::optim::LossScaleState got = scaled.settle_loss_scale();
+    expected.found_non_finite = poison;
+    vf::optim::advance_loss_scale(expected, options);
+    c.expect(got.scale == expected.scale && got.good_steps == expected.good_steps &&
+                 got.consecutive_skips == expected.consecutive_skips && got.skipped_steps == expected.skipped_steps &&
+                 got.found_non_finite == int(poison),
+             tag + "device schedule = host rule (scale " + std::to_string(got.scale) + ", want " +
+                 std::to_string(expected.scale) + "; skipped " + std::to_string(got.skipped_steps) + ")");
+    if (poison)
+      c.expect(snapshot(ps) == before, tag + "no value, moment or working copy changed");
+    else
+      c.expect(snapshot(ps) == snapshot(pp), tag + "scaled update bit-identical to the unscaled one");
+    c.expect(step_counts(ps) == step_counts(pp), tag + "AdamW step counts count applied updates only");
+  }
+
+  // Gradients that stay non-finite: more than max_consecutive_skips (3) skips in a row must stop it.
+  bool stopped = false;
+  for (int step = 0; step < 6 && !stopped; ++step) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    vc::check(cudaMemcpy(ps[0]->grad(), &nan, sizeof(float), cudaMemcpyHostToDevice), "poison grad");
+    try {
+      scaled.step(ctx, 1e-3);
+      (void)scaled.settle_loss_scale();
+    } catch (const vf::NumericError& e) {
+      stopped = true;
+      c.expect(std::string(e.what()).find("in a row") != std::string::npos, std::string("diverged run: ") + e.what());
+    }
+  }
+  c.expect(stopped, "loss scaling: non-finite gradients step after step stop the run with a NumericError");
 }
 
 // Two device models from the same host weights and one batch; `frozen` gets a frozen prefix.
@@ -252,6 +345,8 @@ void check_freeze_prefix(DeviceChecker& c, bool patch_embedding, int frozen_expe
 void device_checks(DeviceChecker& c) {
   compare_step<vn::Fp32>(c, 1e-5, 1e-4);
   compare_step<vn::Bf16Mixed>(c, 2e-2, 4e-2);  // largest seen on an H100: 1.9e-2
+  compare_step<vn::Fp16Mixed>(c, 1e-2, 2e-2, 1024.0f);  // not yet run on a GPU: bounds half of bf16's
+  check_loss_scaling(c);
   check_freezing(c);
   check_graph_replay<vn::Fp32>(c, true);
   check_graph_replay<vn::Bf16Mixed>(c, false);

@@ -1,6 +1,7 @@
 // Every CUDA backend kernel against the CPU backend (in double) on fresh random data. Output buffers
 // are poisoned with NaN (all bits set) before each run, and a non-finite output never passes.
-// Errors are max |got - want| / max |want| over the compared elements: fp32 outputs 2e-5, bf16 1e-2.
+// Errors are max |got - want| / max |want| over the compared elements: fp32 outputs 2e-5,
+// bf16 1e-2, fp16 4e-3 (the fp16 cases have not yet run on a GPU).
 // Host-only checks run first; without a usable GPU the test then exits 77 (skipped), saying why.
 #include <cuda_runtime.h>
 
@@ -33,15 +34,17 @@ namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
 namespace cpu = vitfreeze::cpu;
 using vf::bf16;
+using vf::f16;
 using namespace vitfreeze::testing;  // device_checks.hpp
 
-constexpr double kTolF32 = 2e-5, kTolBf16 = 1e-2;
+// fp16 keeps 3 more mantissa bits than bf16 (unit roundoff 4.9e-4 against 3.9e-3).
+constexpr double kTolF32 = 2e-5, kTolBf16 = 1e-2, kTolF16 = 4e-3;
 // cuBLASLt's fused GELU may use a fast tanh; its fp32 output is held to 1e-3 (the erf and tanh forms
 // differ by ~1e-4 relative, so the printed errors of both, not the pass mark, tell which it computes).
 constexpr double kTolFusedGelu = 1e-3;
 template <class T>
 constexpr double tol_for() {
-  return std::is_same_v<T, float> ? kTolF32 : kTolBf16;
+  return std::is_same_v<T, float> ? kTolF32 : std::is_same_v<T, f16> ? kTolF16 : kTolBf16;
 }
 
 // ---- host data ---------------------------------------------------------------------------------
@@ -99,7 +102,8 @@ void host_checks(DeviceChecker& c) {
                vc::detail::alignment_of(reinterpret_cast<const void*>(std::uintptr_t(4096))) == 256,
            "gemm pointer alignment classes");
   static_assert(vc::GemmTypes<float, float> && vc::GemmTypes<bf16, bf16> && vc::GemmTypes<bf16, float>);
-  static_assert(!vc::GemmTypes<float, bf16>);
+  static_assert(vc::GemmTypes<f16, f16> && vc::GemmTypes<f16, float>);
+  static_assert(!vc::GemmTypes<float, bf16> && !vc::GemmTypes<bf16, f16> && !vc::GemmTypes<f16, bf16>);
 }
 
 // ---- GEMM --------------------------------------------------------------------------------------
@@ -125,7 +129,7 @@ void check_gemm_plain(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::
                                  (tb ? " Bt" : " B") + " beta=" + std::to_string(int(beta)) + " " +
                                  std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K);
         // bf16 inputs are exact in fp32, but allow for split-K reduction order: 1e-4 for bf16 -> fp32.
-        const double tol = std::is_same_v<In, bf16> && std::is_same_v<Out, float> ? 1e-4 : tol_for<Out>();
+        const double tol = !std::is_same_v<In, float> && std::is_same_v<Out, float> ? 1e-4 : tol_for<Out>();
         c.close(name, rows_of(got, M, N, ldc), round_to<Out>(rows_of(want, M, N, ldc)), tol);
         if (pad > 0 && beta == 0.0f) {  // the padding columns of C are never written
           bool untouched = true;
@@ -456,14 +460,18 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     std::int64_t n;
     bool decay;
     double lr;
-    bool working_copy;
+    vf::DType working_copy;  // f32: none; bf16 or f16
     float grad_scale;  // the device reads grad * grad_scale; the reference gets the scaled gradient
   };
-  const std::vector<Case> cases = {{1000, true, 1e-2, true, 1.0f}, {37, false, 2e-2, false, 1.0f}, {3000, true, 5e-3, false, 0.25f}};
+  const std::vector<Case> cases = {{1000, true, 1e-2, vf::DType::bf16, 1.0f},
+                                   {37, false, 2e-2, vf::DType::f32, 1.0f},
+                                   {3000, true, 5e-3, vf::DType::f32, 0.25f},
+                                   {777, true, 1e-2, vf::DType::f16, 1.0f}};
   std::vector<vf::Parameter<float>> params;
   params.reserve(cases.size());  // optim::AdamW keys its state by the Parameter's address
   std::vector<vf::Tensor<float>> dparam, dgrad, dm, dv;
-  std::vector<vf::Tensor<bf16>> dwork;
+  std::vector<vf::Tensor<bf16>> dwork;    // bf16 working copies
+  std::vector<vf::Tensor<f16>> dwork16;   // fp16 working copies
   for (const Case& k : cases) {
     vf::Parameter<float>& p = params.emplace_back("p" + std::to_string(params.size()), vf::Shape{k.n}, k.decay);
     const std::vector<float> init = rnd.uniform(k.n);
@@ -473,7 +481,8 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     dgrad.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
     dm.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
     dv.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
-    dwork.push_back(k.working_copy ? poisoned<bf16>(ctx, k.n) : vf::Tensor<bf16>());
+    dwork.push_back(k.working_copy == vf::DType::bf16 ? poisoned<bf16>(ctx, k.n) : vf::Tensor<bf16>());
+    dwork16.push_back(k.working_copy == vf::DType::f16 ? poisoned<f16>(ctx, k.n) : vf::Tensor<f16>());
   }
   for (std::int64_t step = 1; step <= 3; ++step) {
     std::vector<vc::AdamWTensor> updates;
@@ -483,9 +492,11 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
       reference.update(params[i], cases[i].lr);
       vc::check(cudaMemcpyAsync(dgrad[i].data(), g.data(), dgrad[i].bytes(), cudaMemcpyHostToDevice, ctx.stream()),
                 "upload grad");
-      updates.push_back({dparam[i].data(), dgrad[i].data(), dm[i].data(), dv[i].data(),
-                         dwork[i].empty() ? nullptr : dwork[i].data(), cases[i].n, cases[i].lr, cases[i].decay, step,
-                         cases[i].grad_scale});
+      void* working = !dwork[i].empty() ? static_cast<void*>(dwork[i].data())
+                      : !dwork16[i].empty() ? static_cast<void*>(dwork16[i].data())
+                                            : nullptr;
+      updates.push_back({dparam[i].data(), dgrad[i].data(), dm[i].data(), dv[i].data(), working, cases[i].n, cases[i].lr,
+                         cases[i].decay, step, cases[i].grad_scale, !dwork16[i].empty()});
     }
     vc::adamw_step(ctx, std::span<const vc::AdamWTensor>(updates), options);
   }
@@ -495,10 +506,9 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     c.close("adamw param" + tag, fetch(ctx, dparam[i]), widen(std::vector<float>(params[i].value.data(), params[i].value.data() + cases[i].n)), kTolF32);
     c.close("adamw m" + tag, fetch(ctx, dm[i]), widen(std::vector<float>(state->m.data(), state->m.data() + cases[i].n)), kTolF32);
     c.close("adamw v" + tag, fetch(ctx, dv[i]), widen(std::vector<float>(state->v.data(), state->v.data() + cases[i].n)), kTolF32);
-    if (!dwork[i].empty())
-      c.close("adamw bf16 working copy" + tag, fetch(ctx, dwork[i]),
-              round_to<bf16>(widen(std::vector<float>(params[i].value.data(), params[i].value.data() + cases[i].n))),
-              kTolBf16);
+    const Doubles master = widen(std::vector<float>(params[i].value.data(), params[i].value.data() + cases[i].n));
+    if (!dwork[i].empty()) c.close("adamw bf16 working copy" + tag, fetch(ctx, dwork[i]), round_to<bf16>(master), kTolBf16);
+    if (!dwork16[i].empty()) c.close("adamw f16 working copy" + tag, fetch(ctx, dwork16[i]), round_to<f16>(master), kTolF16);
   }
 }
 
@@ -529,6 +539,10 @@ void run_device_checks(DeviceChecker& c) {
   section(c, "gemm epilogues f32", [&] { check_gemm_epilogues<float, float>(ctx, c, rnd); });
   section(c, "gemm epilogues bf16", [&] { check_gemm_epilogues<bf16, bf16>(ctx, c, rnd); });
   section(c, "gemm epilogues bf16->f32", [&] { check_gemm_epilogues<bf16, float>(ctx, c, rnd); });
+  section(c, "gemm f16", [&] { check_gemm_plain<f16, f16>(ctx, c, rnd, 64, 96, 48, 0); });
+  section(c, "gemm f16->f32", [&] { check_gemm_plain<f16, float>(ctx, c, rnd, 64, 96, 48, 8); });
+  section(c, "gemm epilogues f16", [&] { check_gemm_epilogues<f16, f16>(ctx, c, rnd); });
+  section(c, "gemm epilogues f16->f32", [&] { check_gemm_epilogues<f16, float>(ctx, c, rnd); });
   // LayerNorm paths: 16-byte vectors in registers (D % 8 == 0 bf16, D % 4 == 0 f32, up to 8 vectors
   // a lane), scalars in registers (misaligned or odd D up to 256), and the re-reading loop (wider);
   // parameter gradients with one chunk (few rows) and many (3000 rows).
@@ -544,12 +558,16 @@ void run_device_checks(DeviceChecker& c) {
     check_layernorm<bf16>(ctx, c, rnd, 131, 64, true);
     check_layernorm<float>(ctx, c, rnd, 11, 768, true);  // misaligned, too wide for registers: loop
     check_layernorm<float>(ctx, c, rnd, 3, 2100);    // 17 f32 vectors a lane: loop
+    check_layernorm<f16>(ctx, c, rnd, 3000, 768);    // fp16: vectors
+    check_layernorm<f16>(ctx, c, rnd, 7, 45);        // fp16: scalars
   });
   section(c, "gelu", [&] {
     check_gelu<float>(ctx, c, rnd, 3001);
     check_gelu<bf16>(ctx, c, rnd, 3001);
     check_gelu<float>(ctx, c, rnd, 4096);
     check_gelu<bf16>(ctx, c, rnd, 4096);
+    check_gelu<f16>(ctx, c, rnd, 4096);
+    check_gelu<f16>(ctx, c, rnd, 3001);
   });
   section(c, "column sums", [&] {
     check_column_sums<float>(ctx, c, rnd, 77, 45);    // scalar, one chunk
@@ -557,6 +575,7 @@ void run_device_checks(DeviceChecker& c) {
     check_column_sums<float>(ctx, c, rnd, 3000, 768);
     check_column_sums<bf16>(ctx, c, rnd, 3001, 768);
     check_column_sums<bf16>(ctx, c, rnd, 256, 768);   // cls-token gradient shape
+    check_column_sums<f16>(ctx, c, rnd, 256, 768);
   });
   section(c, "add in place", [&] {
     check_add<float>(ctx, c, rnd, 4096, 512);
@@ -564,6 +583,8 @@ void run_device_checks(DeviceChecker& c) {
     check_add<bf16>(ctx, c, rnd, 3003, 231);
     check_add<bf16>(ctx, c, rnd, 4800, 12);  // n % 8 == 0 but period % 8 != 0: scalar
     check_add<float>(ctx, c, rnd, 600, 12);  // f32 vectors: period % 4 == 0
+    check_add<f16>(ctx, c, rnd, 4096, 512);
+    check_add<f16>(ctx, c, rnd, 3003, 231);
   });
   section(c, "softmax", [&] { check_softmax(ctx, c, rnd); });
   section(c, "attention", [&] {

@@ -7,7 +7,8 @@
 // before the first drop and, in fp32, follows the CPU's step by step (a missed drop or a wrong LR
 // shows there); the encoder's final norm, unused by LocalMIM, is never changed; download() leaves the
 // host models as the CPU trainer leaves its own. Fp32 under truncate semantics, vitfreeze semantics
-// (the cls token never freezes) and dont_freeze_pe (the blocks are units 0..3); bf16 under truncate.
+// (the cls token never freezes) and dont_freeze_pe (the blocks are units 0..3); bf16 and fp16 (with
+// dynamic loss scaling: few skipped steps, a settled scale) under truncate.
 // Exit 0 pass, 1 fail, 77 without a GPU.
 #include <cuda_runtime.h>
 
@@ -47,6 +48,7 @@ using Masking = vf::mim::RandomRatio;
 // The trainer finds the taps through these concepts; a silent mismatch would train LocalMIM as MAE.
 static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Fp32>, float>);
 static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Bf16Mixed>, vn::Bf16Mixed::Activation>);
+static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Fp16Mixed>, vn::Fp16Mixed::Activation>);
 static_assert(!vn::DeviceObjectiveWithTaps<vn::DeviceMae<vn::Fp32>, float>);
 static_assert(vf::train::ObjectiveWithTaps<HostObjective, float>);
 
@@ -220,6 +222,14 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
                                 " vs " + std::to_string(cpu_losses[worst_at]) + ")");
   }
 
+  if constexpr (P::loss_scaling) {
+    // 2^16 may overflow on the first steps; after that the scale must have settled.
+    const vf::optim::LossScaleState scaling = gpu.loss_scale_state();
+    c.expect(scaling.skipped_steps <= 8 && scaling.scale >= 1.0f && std::isfinite(scaling.scale),
+             tag + "loss scaling: " + std::to_string(scaling.skipped_steps) + " of " + std::to_string(batches.size()) +
+                 " steps skipped, scale now " + std::to_string(scaling.scale));
+  }
+
   gpu.download();
   bool same_taps = true;
   for (int k = 0; k < taps; ++k) same_taps = same_taps && gpu_objective.tap_active(k) == cpu_objective.tap_active(k);
@@ -242,6 +252,7 @@ void device_checks(DeviceChecker& c) {
   check_against_cpu<vn::Fp32>(c, {"vitfreeze semantics", FreezeSemantics::vitfreeze, false}, batches);
   check_against_cpu<vn::Fp32>(c, {"dont_freeze_pe", FreezeSemantics::truncate, true}, batches);
   check_against_cpu<vn::Bf16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
+  check_against_cpu<vn::Fp16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);  // not yet run on a GPU
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 // optim::AdamW (PyTorch's decoupled weight decay):
 //   p <- p * (1 - lr * wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
 //   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// The fp32 values are the master weights; when a tensor has a bf16 working copy (what bf16 GEMMs
-// read), it is rewritten from the updated master in the same pass (round to nearest even).
+// The fp32 values are the master weights; when a tensor has a bf16 or fp16 working copy (what 16-bit
+// GEMMs read), it is rewritten from the updated master in the same pass (round to nearest even).
+// Under fp16 loss scaling (loss_scaling.cuh) the launch reads the device scaler state: a step whose
+// gradients were flagged non-finite changes nothing, and gradients are divided by the loss scale.
 // Grid: blockIdx.y picks the tensor, blockIdx.x strides over its elements.
 #include <algorithm>
 #include <cmath>
@@ -14,6 +16,7 @@
 
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/device_math.cuh"
+#include "vitfreeze/backend/cuda/loss_scaling.cuh"
 
 namespace vitfreeze::cuda {
 
@@ -24,12 +27,13 @@ struct AdamWTensor {
   const float* grad = nullptr;
   float* m = nullptr;
   float* v = nullptr;
-  bf16* working_copy = nullptr;  // optional
+  void* working_copy = nullptr;  // optional: bf16, or fp16 when working_is_f16
   std::int64_t numel = 0;
   double lr = 0;
   bool decay = true;             // weight decay applies (false for biases and norms)
   std::int64_t step = 1;
   float grad_scale = 1;          // the gradient is read as grad * grad_scale (1/A after A accumulated micro-batches)
+  bool working_is_f16 = false;
 };
 
 // The hyper-parameters every tensor shares: optim::AdamWOptions or anything with the same fields.
@@ -47,27 +51,36 @@ struct AdamWSlice {
   const float* grad;
   float* m;
   float* v;
-  bf16* working_copy;
+  void* working_copy;
   std::int64_t numel;
   float decay_factor;  // 1 - lr * wd
   float step_size;     // lr / (1 - b1^t)
   float inv_sqrt_c2;   // 1 / sqrt(1 - b2^t)
   float grad_scale;
+  bool working_is_f16;
 };
 
+// scaling: null, or the loss scaler's state (skip when flagged, else divide by the scale).
 template <class F>
-__global__ void adamw(const AdamWSlice* slices, F beta1, F beta2, F eps) {
+__global__ void adamw(const AdamWSlice* slices, F beta1, F beta2, F eps, const LossScaleState* scaling) {
+  float unscale = 1.0f;
+  if (scaling) {
+    if (scaling->found_non_finite) return;
+    unscale = 1.0f / scaling->scale;
+  }
   const AdamWSlice s = slices[blockIdx.y];
+  const float grad_scale = s.grad_scale * unscale;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < s.numel;
        i += std::int64_t(gridDim.x) * blockDim.x) {
-    const float g = s.grad[i] * s.grad_scale;
+    const float g = s.grad[i] * grad_scale;
     const float m = beta1 * s.m[i] + (1.0f - beta1) * g;
     const float v = beta2 * s.v[i] + (1.0f - beta2) * g * g;
     const float w = s.param[i] * s.decay_factor - s.step_size * m / (sqrtf(v) * s.inv_sqrt_c2 + eps);
     s.m[i] = m;
     s.v[i] = v;
     s.param[i] = w;
-    if (s.working_copy) s.working_copy[i] = from_float<bf16>(w);
+    if (s.working_copy)
+      static_cast<std::uint16_t*>(s.working_copy)[i] = s.working_is_f16 ? from_float<f16>(w).bits : from_float<bf16>(w).bits;
   }
 }
 }  // namespace kernels
@@ -86,7 +99,8 @@ std::vector<kernels::AdamWSlice> adamw_table(std::span<const AdamWTensor> tensor
     const double c1 = 1 - std::pow(double(options.beta1), double(t.step));
     const double c2 = 1 - std::pow(double(options.beta2), double(t.step));
     slices.push_back({t.param, t.grad, t.m, t.v, t.working_copy, t.numel, static_cast<float>(1 - t.lr * wd),
-                      static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2)), t.grad_scale});
+                      static_cast<float>(t.lr / c1), static_cast<float>(1 / std::sqrt(c2)), t.grad_scale,
+                      t.working_is_f16});
     largest = std::max(largest, t.numel);
   }
   *largest_out = largest;
@@ -95,9 +109,10 @@ std::vector<kernels::AdamWSlice> adamw_table(std::span<const AdamWTensor> tensor
 
 // The update itself from a table already on the device: no host copy, so a CUDA graph can capture
 // it and later replays read whatever table was uploaded to the same address before each replay.
+// scaling: the fp16 loss scaler's device state (the flag and scale the update obeys), or null.
 template <AdamWHyperParameters Options>
 void adamw_launch(CudaContext& ctx, const kernels::AdamWSlice* device_table, std::size_t count, std::int64_t largest,
-                  const Options& options) {
+                  const Options& options, const LossScaleState* scaling = nullptr) {
   if (count == 0) return;
   const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
   constexpr std::size_t kMaxGridY = 65535;
@@ -105,7 +120,7 @@ void adamw_launch(CudaContext& ctx, const kernels::AdamWSlice* device_table, std
     const auto n = static_cast<unsigned>(std::min(kMaxGridY, count - first));
     kernels::adamw<float><<<dim3(blocks_x, n), detail::kBlock, 0, ctx.stream()>>>(
         device_table + first, static_cast<float>(options.beta1), static_cast<float>(options.beta2),
-        static_cast<float>(options.eps));
+        static_cast<float>(options.eps), scaling);
     check_launch("adamw");
   }
 }

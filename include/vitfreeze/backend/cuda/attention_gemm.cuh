@@ -1,6 +1,7 @@
 #pragma once
-// bf16 multi-head attention on strided-batched cuBLASLt GEMMs (fp32 accumulation) and a few
-// memory-bound kernels, for the ViT layout of cpu::attention_forward / attention_backward:
+// Multi-head attention in bf16 or fp16 (element type E; "bf16" below stands for either) on
+// strided-batched cuBLASLt GEMMs (fp32 accumulation) and a few memory-bound kernels, for the ViT
+// layout of cpu::attention_forward / attention_backward:
 //   qkv[b, t, s*D + h*hd + d] (s in {q, k, v}, D = H*hd),   out[b, t, h*hd + d].
 //
 // One GEMM per (sample, head) would be thousands of tiny launches, and a head inside qkv is not at a
@@ -75,14 +76,14 @@ __global__ void merge_heads(const Word* src, Word* dst, std::int64_t T, int S, i
 // One warp per row: P = softmax(scale * S) over the first T columns, in one pass for the maximum and
 // the normaliser (online: the sum is rescaled when the maximum grows) and one pass to write P.
 // exp(scale * x) is computed as exp2(scale * log2(e) * x). Columns [T, ld) of P are set to zero.
-template <int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) scaled_softmax_rows(const float* scores, bf16* probs, std::int64_t rows,
+template <int kWarps, class E>
+__global__ void __launch_bounds__(kWarps * 32) scaled_softmax_rows(const float* scores, E* probs, std::int64_t rows,
                                                                    int T, int ld, float scale_log2e) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows) return;  // the whole warp leaves together
   const float* s = scores + row * ld;
-  bf16* p = probs + row * ld;
+  E* p = probs + row * ld;
   float m = -INFINITY, z = 0.0f;  // z = sum over this lane's x of exp2((x - m) * c)
   for (int j = lane; j < T; j += 32) {
     const float x = s[j];
@@ -103,23 +104,23 @@ __global__ void __launch_bounds__(kWarps * 32) scaled_softmax_rows(const float* 
   }
   const float inv = 1.0f / z;
   for (int j = lane; j < ld; j += 32)
-    p[j] = from_float<bf16>(j < T ? exp2f((s[j] - m) * scale_log2e) * inv : 0.0f);
+    p[j] = from_float<E>(j < T ? exp2f((s[j] - m) * scale_log2e) * inv : 0.0f);
 }
 
 // One warp per row: dS = P (dP - sum_j P_j dP_j), fp32 math, bf16 out; columns [T, ld) set to zero.
-template <int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) softmax_backward_rows(const bf16* probs, const float* dprobs,
-                                                                     bf16* dscores, std::int64_t rows, int T, int ld) {
+template <int kWarps, class E>
+__global__ void __launch_bounds__(kWarps * 32) softmax_backward_rows(const E* probs, const float* dprobs,
+                                                                     E* dscores, std::int64_t rows, int T, int ld) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows) return;
-  const bf16* p = probs + row * ld;
+  const E* p = probs + row * ld;
   const float* dp = dprobs + row * ld;
-  bf16* ds = dscores + row * ld;
+  E* ds = dscores + row * ld;
   float dot = 0.0f;
   for (int j = lane; j < T; j += 32) dot += to_float(p[j]) * dp[j];
   for (int offset = 16; offset > 0; offset /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, offset);
-  for (int j = lane; j < ld; j += 32) ds[j] = from_float<bf16>(j < T ? to_float(p[j]) * (dp[j] - dot) : 0.0f);
+  for (int j = lane; j < ld; j += 32) ds[j] = from_float<E>(j < T ? to_float(p[j]) * (dp[j] - dot) : 0.0f);
 }
 
 }  // namespace kernels
@@ -148,7 +149,8 @@ inline unsigned threads_for_row(std::int64_t n) {
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // split: src [B, T, S, H, hd] -> dst [S][B*H][T][hd]; merge: the inverse.
-inline void move_heads(CudaContext& ctx, const bf16* src, bf16* dst, const AttentionShape& s, int S, bool split) {
+template <HalfScalar E>
+void move_heads(CudaContext& ctx, const E* src, E* dst, const AttentionShape& s, int S, bool split) {
   const std::int64_t matrices = s.batch * s.heads;
   const auto grid = static_cast<unsigned>(s.batch * s.tokens);
   const int H = static_cast<int>(s.heads);
@@ -179,54 +181,58 @@ inline unsigned row_kernel_grid(std::int64_t rows) {
 }
 
 // The forward into caller-provided heads (bf16 [3][B*H][T][hd]) and probs (bf16 [B*H][T][ld]).
-inline void attention_forward_gemm_into(CudaContext& ctx, const bf16* qkv, bf16* out, const AttentionShape& s,
-                                        bf16* heads, bf16* probs) {
+template <HalfScalar E>
+void attention_forward_gemm_into(CudaContext& ctx, const E* qkv, E* out, const AttentionShape& s,
+                                        E* heads, E* probs) {
   const std::int64_t T = s.tokens, hd = s.head_dim, ld = attention_probs_ld(T);
   const std::int64_t matrices = s.batch * s.heads, per_head = T * hd, per_scores = T * ld;
   const std::int64_t n = matrices * per_head;  // elements of each of q, k, v
-  const bf16 *q = heads, *k = heads + n, *v = heads + 2 * n;
+  const E *q = heads, *k = heads + n, *v = heads + 2 * n;
   move_heads(ctx, qkv, heads, s, 3, true);
 
   DeviceBuffer scores = ctx.allocator().allocate(sizeof(float) * static_cast<std::size_t>(matrices * per_scores));
-  gemm<bf16, float>(ctx, false, true, T, T, hd, 1.0f, q, hd, k, hd, 0.0f, scores.as<float>(), ld, {},
+  gemm<E, float>(ctx, false, true, T, T, hd, 1.0f, q, hd, k, hd, 0.0f, scores.as<float>(), ld, {},
                     GemmBatch{matrices, per_head, per_head, per_scores});
   const float scale_log2e = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(hd)));
   kernels::scaled_softmax_rows<kSoftmaxWarps><<<row_kernel_grid(matrices * T), kSoftmaxWarps * 32, 0, ctx.stream()>>>(
       scores.as<float>(), probs, matrices * T, static_cast<int>(T), static_cast<int>(ld), scale_log2e);
   check_launch("scaled_softmax_rows");
 
-  DeviceBuffer heads_out = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(n));
-  gemm<bf16, bf16>(ctx, false, false, T, hd, T, 1.0f, probs, ld, v, hd, 0.0f, heads_out.as<bf16>(), hd, {},
+  DeviceBuffer heads_out = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(n));
+  gemm<E, E>(ctx, false, false, T, hd, T, 1.0f, probs, ld, v, hd, 0.0f, heads_out.template as<E>(), hd, {},
                    GemmBatch{matrices, per_scores, per_head, per_head});
-  move_heads(ctx, heads_out.as<bf16>(), out, s, 1, false);
+  move_heads(ctx, heads_out.template as<E>(), out, s, 1, false);
 }
 
 }  // namespace detail
 
 // Training forward: writes out [B, T, D] (overwritten) and fills `saved` (its buffers are replaced).
-inline void attention_forward_gemm(CudaContext& ctx, const bf16* qkv, bf16* out, const AttentionShape& s,
+template <HalfScalar E>
+void attention_forward_gemm(CudaContext& ctx, const E* qkv, E* out, const AttentionShape& s,
                                    GemmAttentionSaved& saved) {
   detail::check_gemm_attention_shape(s, "cuda::attention_forward_gemm");
   const std::int64_t matrices = s.batch * s.heads, ld = detail::attention_probs_ld(s.tokens);
   saved.shape = s;
   saved.probs_ld = ld;
-  saved.heads = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(3 * matrices * s.tokens * s.head_dim));
-  saved.probs = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(matrices * s.tokens * ld));
-  detail::attention_forward_gemm_into(ctx, qkv, out, s, saved.heads.as<bf16>(), saved.probs.as<bf16>());
+  saved.heads = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(3 * matrices * s.tokens * s.head_dim));
+  saved.probs = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(matrices * s.tokens * ld));
+  detail::attention_forward_gemm_into(ctx, qkv, out, s, saved.heads.template as<E>(), saved.probs.template as<E>());
 }
 
 // Inference forward (frozen blocks, evaluation): the same output; q, k, v and P are scratch.
-inline void attention_forward_gemm_inference(CudaContext& ctx, const bf16* qkv, bf16* out, const AttentionShape& s) {
+template <HalfScalar E>
+void attention_forward_gemm_inference(CudaContext& ctx, const E* qkv, E* out, const AttentionShape& s) {
   detail::check_gemm_attention_shape(s, "cuda::attention_forward_gemm_inference");
   const std::int64_t matrices = s.batch * s.heads, ld = detail::attention_probs_ld(s.tokens);
   DeviceBuffer heads =
-      ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(3 * matrices * s.tokens * s.head_dim));
-  DeviceBuffer probs = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(matrices * s.tokens * ld));
-  detail::attention_forward_gemm_into(ctx, qkv, out, s, heads.as<bf16>(), probs.as<bf16>());
+      ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(3 * matrices * s.tokens * s.head_dim));
+  DeviceBuffer probs = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(matrices * s.tokens * ld));
+  detail::attention_forward_gemm_into(ctx, qkv, out, s, heads.template as<E>(), probs.template as<E>());
 }
 
 // Backward: dqkv [B, T, 3D] is overwritten (not accumulated) with the gradient with respect to qkv.
-inline void attention_backward_gemm(CudaContext& ctx, const bf16* dout, const GemmAttentionSaved& saved, bf16* dqkv,
+template <HalfScalar E>
+void attention_backward_gemm(CudaContext& ctx, const E* dout, const GemmAttentionSaved& saved, E* dqkv,
                                     const AttentionShape& s) {
   detail::check_gemm_attention_shape(s, "cuda::attention_backward_gemm");
   const AttentionShape& f = saved.shape;
@@ -236,31 +242,31 @@ inline void attention_backward_gemm(CudaContext& ctx, const bf16* dout, const Ge
   const std::int64_t T = s.tokens, hd = s.head_dim, ld = saved.probs_ld;
   const std::int64_t matrices = s.batch * s.heads, per_head = T * hd, per_scores = T * ld;
   const std::int64_t n = matrices * per_head;
-  const bf16* heads = saved.heads.as<bf16>();
-  const bf16 *q = heads, *k = heads + n, *v = heads + 2 * n;
-  const bf16* probs = saved.probs.as<bf16>();
+  const E* heads = saved.heads.template as<E>();
+  const E *q = heads, *k = heads + n, *v = heads + 2 * n;
+  const E* probs = saved.probs.template as<E>();
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const GemmBatch by_scores{matrices, per_scores, per_head, per_head};  // A is a T x T matrix per head
 
-  DeviceBuffer dout_heads = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(n));
-  bf16* dO = dout_heads.as<bf16>();
+  DeviceBuffer dout_heads = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(n));
+  E* dO = dout_heads.template as<E>();
   detail::move_heads(ctx, dout, dO, s, 1, true);
-  DeviceBuffer dheads = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(3 * n));
-  bf16 *dq = dheads.as<bf16>(), *dk = dq + n, *dv = dq + 2 * n;
+  DeviceBuffer dheads = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(3 * n));
+  E *dq = dheads.template as<E>(), *dk = dq + n, *dv = dq + 2 * n;
 
-  gemm<bf16, bf16>(ctx, true, false, T, hd, T, 1.0f, probs, ld, dO, hd, 0.0f, dv, hd, {}, by_scores);  // dV = P^T dO
+  gemm<E, E>(ctx, true, false, T, hd, T, 1.0f, probs, ld, dO, hd, 0.0f, dv, hd, {}, by_scores);  // dV = P^T dO
   DeviceBuffer dprobs = ctx.allocator().allocate(sizeof(float) * static_cast<std::size_t>(matrices * per_scores));
-  gemm<bf16, float>(ctx, false, true, T, T, hd, 1.0f, dO, hd, v, hd, 0.0f, dprobs.as<float>(), ld, {},
+  gemm<E, float>(ctx, false, true, T, T, hd, 1.0f, dO, hd, v, hd, 0.0f, dprobs.as<float>(), ld, {},
                     GemmBatch{matrices, per_head, per_head, per_scores});  // dP = dO V^T
-  DeviceBuffer dscores = ctx.allocator().allocate(sizeof(bf16) * static_cast<std::size_t>(matrices * per_scores));
+  DeviceBuffer dscores = ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(matrices * per_scores));
   kernels::softmax_backward_rows<detail::kSoftmaxWarps>
       <<<detail::row_kernel_grid(matrices * T), detail::kSoftmaxWarps * 32, 0, ctx.stream()>>>(
-          probs, dprobs.as<float>(), dscores.as<bf16>(), matrices * T, static_cast<int>(T), static_cast<int>(ld));
+          probs, dprobs.as<float>(), dscores.template as<E>(), matrices * T, static_cast<int>(T), static_cast<int>(ld));
   check_launch("softmax_backward_rows");
-  const bf16* dS = dscores.as<bf16>();
-  gemm<bf16, bf16>(ctx, false, false, T, hd, T, scale, dS, ld, k, hd, 0.0f, dq, hd, {}, by_scores);  // dQ = s dS K
-  gemm<bf16, bf16>(ctx, true, false, T, hd, T, scale, dS, ld, q, hd, 0.0f, dk, hd, {}, by_scores);   // dK = s dS^T Q
-  detail::move_heads(ctx, dheads.as<bf16>(), dqkv, s, 3, false);
+  const E* dS = dscores.template as<E>();
+  gemm<E, E>(ctx, false, false, T, hd, T, scale, dS, ld, k, hd, 0.0f, dq, hd, {}, by_scores);  // dQ = s dS K
+  gemm<E, E>(ctx, true, false, T, hd, T, scale, dS, ld, q, hd, 0.0f, dk, hd, {}, by_scores);   // dK = s dS^T Q
+  detail::move_heads(ctx, dheads.template as<E>(), dqkv, s, 3, false);
 }
 
 }  // namespace vitfreeze::cuda

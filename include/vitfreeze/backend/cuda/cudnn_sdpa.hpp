@@ -1,5 +1,5 @@
 #pragma once
-// Fused scaled-dot-product attention (no mask, no dropout) in bf16 through the cuDNN backend (graph)
+// Fused scaled-dot-product attention (no mask, no dropout) in bf16 or fp16 through the cuDNN backend (graph)
 // API, opt-in: include this header and link cuDNN (libcudnn.so.9). Not part of <vitfreeze/cuda.hpp>.
 //
 // Layout, as cpu::attention_forward / cuda::attention_forward: q, k and v are read in place from the
@@ -11,11 +11,11 @@
 // The graphs are the ones cudnn-frontend's sdpa / sdpa_backward nodes lower to (cuDNN's runtime
 // fusion engine recognises these patterns and runs one flash-attention kernel):
 //   forward:  S = Q Kᵀ; S *= scale; M = rowmax S; E = exp(S - M); Z = rowsum E;
-//             stats = M + log Z; P = E / Z (bf16); O = P V
+//             stats = M + log Z; P = E / Z (bf16 / fp16: the io type); O = P V
 //   backward: Δ = rowsum(dO ∘ O) (fp32, in workspace); S = Q Kᵀ · scale; P = exp(S - stats);
 //             dV = Pᵀ dO; dS = P ∘ (dO Vᵀ - Δ) · scale; dK = dSᵀ Q; dQacc = dS K (fp32, workspace);
 //             dQ = identity(dQacc)
-// Graphs and execution plans are built once per (B, H, T, hd, mode) and cached; building is slow
+// Graphs and execution plans are built once per (B, H, T, hd, mode, io type) and cached; building is slow
 // (tens to hundreds of milliseconds), executing is not.
 //
 // Status: compiled, never run on a GPU (see docs/cuda.md).
@@ -227,8 +227,17 @@ inline constexpr std::int64_t q = 1, k = 2, v = 3, o = 4, stats = 5, d_o = 6, d_
                               scale = 10, one = 11, row_dot = 12, dq_accumulator = 13;
 }
 
-// Adds the operations of one SDPA graph (see the top of this file) to g. Needs no handle or GPU.
-inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, SdpaMode mode) {
+// The cuDNN type of the tensors an SDPA graph reads and writes (fp32 is not offered by cuDNN).
+template <class E>
+  requires(std::is_same_v<E, bf16> || std::is_same_v<E, f16>)
+constexpr cudnnDataType_t sdpa_io_type() {
+  return std::is_same_v<E, bf16> ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
+}
+
+// Adds the operations of one SDPA graph (see the top of this file) to g, its q, k, v, o (and
+// gradients) of type io. Needs no handle or GPU.
+inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, SdpaMode mode,
+                                cudnnDataType_t io = CUDNN_DATA_BFLOAT16) {
   const std::int64_t B = s.batch, H = s.heads, T = s.tokens, hd = s.head_dim, D = s.dim();
   // q, k, v in place in the fused [B, T, 3D] buffer: dims [B, H, T, hd], strides {T*3D, hd, 3D, 1}.
   const Dims head_major = {B, H, T, hd}, qkv_strides = {T * 3 * D, hd, 3 * D, 1};
@@ -240,13 +249,13 @@ inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, Sd
   const Dims per_row = {B, H, T, 1}, per_row_strides = {H * T, T, 1, 1};
   const Dims scalar = {1, 1, 1, 1};
 
-  auto q = g.bound_tensor(sdpa_uid::q, CUDNN_DATA_BFLOAT16, head_major, qkv_strides);
-  auto k_t = g.bound_tensor(sdpa_uid::k, CUDNN_DATA_BFLOAT16, transposed, qkv_transposed_strides);
+  auto q = g.bound_tensor(sdpa_uid::q, io, head_major, qkv_strides);
+  auto k_t = g.bound_tensor(sdpa_uid::k, io, transposed, qkv_transposed_strides);
   auto scale = g.bound_tensor(sdpa_uid::scale, CUDNN_DATA_FLOAT, scalar, scalar, /*by_value=*/true);
 
   if (mode != SdpaMode::backward) {
-    auto v = g.bound_tensor(sdpa_uid::v, CUDNN_DATA_BFLOAT16, head_major, qkv_strides);
-    auto o = g.bound_tensor(sdpa_uid::o, CUDNN_DATA_BFLOAT16, head_major, out_strides);
+    auto v = g.bound_tensor(sdpa_uid::v, io, head_major, qkv_strides);
+    auto o = g.bound_tensor(sdpa_uid::o, io, head_major, out_strides);
     auto s_raw = g.virtual_tensor(scores, score_strides);
     g.matmul(q, k_t, s_raw);
     auto s_scaled = g.virtual_tensor(scores, score_strides);
@@ -266,17 +275,17 @@ inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, Sd
                      ? g.bound_tensor(sdpa_uid::stats, CUDNN_DATA_FLOAT, per_row, per_row_strides)
                      : g.virtual_tensor(per_row, per_row_strides);
     g.pointwise(CUDNN_POINTWISE_ADD, row_max, log_sum, stats);
-    auto probs = g.virtual_tensor(scores, score_strides, CUDNN_DATA_BFLOAT16);  // P V runs in bf16
+    auto probs = g.virtual_tensor(scores, score_strides, io);  // P V runs in the io type
     g.pointwise(CUDNN_POINTWISE_DIV, exp_scores, row_sum, probs);
     g.matmul(probs, v, o);
   } else {
-    auto v_t = g.bound_tensor(sdpa_uid::v, CUDNN_DATA_BFLOAT16, transposed, qkv_transposed_strides);
-    auto o = g.bound_tensor(sdpa_uid::o, CUDNN_DATA_BFLOAT16, head_major, out_strides);
-    auto d_o = g.bound_tensor(sdpa_uid::d_o, CUDNN_DATA_BFLOAT16, head_major, out_strides);
+    auto v_t = g.bound_tensor(sdpa_uid::v, io, transposed, qkv_transposed_strides);
+    auto o = g.bound_tensor(sdpa_uid::o, io, head_major, out_strides);
+    auto d_o = g.bound_tensor(sdpa_uid::d_o, io, head_major, out_strides);
     auto stats = g.bound_tensor(sdpa_uid::stats, CUDNN_DATA_FLOAT, per_row, per_row_strides);
-    auto d_q = g.bound_tensor(sdpa_uid::d_q, CUDNN_DATA_BFLOAT16, head_major, qkv_strides);
-    auto d_k = g.bound_tensor(sdpa_uid::d_k, CUDNN_DATA_BFLOAT16, head_major, qkv_strides);
-    auto d_v = g.bound_tensor(sdpa_uid::d_v, CUDNN_DATA_BFLOAT16, head_major, qkv_strides);
+    auto d_q = g.bound_tensor(sdpa_uid::d_q, io, head_major, qkv_strides);
+    auto d_k = g.bound_tensor(sdpa_uid::d_k, io, head_major, qkv_strides);
+    auto d_v = g.bound_tensor(sdpa_uid::d_v, io, head_major, qkv_strides);
     auto one = g.bound_tensor(sdpa_uid::one, CUDNN_DATA_FLOAT, scalar, scalar, /*by_value=*/true);
     auto row_dot = g.bound_tensor(sdpa_uid::row_dot, CUDNN_DATA_FLOAT, per_row, per_row_strides);
     const Dims accumulator_strides = {H * T * hd, T * hd, hd, 1};
@@ -301,7 +310,7 @@ inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, Sd
     g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, probs);
 
     // dV = Pᵀ dO
-    auto probs_t = g.virtual_tensor(scores, scores_transposed_strides, CUDNN_DATA_BFLOAT16);
+    auto probs_t = g.virtual_tensor(scores, scores_transposed_strides, io);
     g.reshape(probs, probs_t);
     g.matmul(probs_t, d_o, d_v);
 
@@ -318,7 +327,7 @@ inline void describe_sdpa_graph(SdpaGraphBuilder& g, const AttentionShape& s, Sd
     g.pointwise(CUDNN_POINTWISE_MUL, ds_unscaled, scale, ds);
 
     // dK = dSᵀ Q
-    auto ds_t = g.virtual_tensor(scores, scores_transposed_strides, CUDNN_DATA_BFLOAT16);
+    auto ds_t = g.virtual_tensor(scores, scores_transposed_strides, io);
     g.reshape(ds, ds_t);
     g.matmul(ds_t, q, d_k);
 
@@ -354,9 +363,9 @@ class CudnnSdpa {
   // Builds (once per shape) the training forward, inference forward and backward plans. False, with
   // the reason in *why, when a requirement fails or cuDNN has no engine for one of them; the caller
   // then uses its own kernels. The answer is cached, so calling this per step is cheap.
-  bool supports(const AttentionShape& s, std::string* why = nullptr) {
+  bool supports(const AttentionShape& s, std::string* why = nullptr, cudnnDataType_t io = CUDNN_DATA_BFLOAT16) {
     for (Mode mode : {Mode::training, Mode::inference, Mode::backward}) {
-      const Plan& plan = plan_for(s, mode);
+      const Plan& plan = plan_for(s, mode, io);
       if (!plan.ok()) {
         if (why) *why = std::string(mode_name(mode)) + ": " + plan.failure;
         return false;
@@ -368,8 +377,9 @@ class CudnnSdpa {
 
   // out = softmax(q kᵀ / sqrt(hd)) v per head; stats[b, h, t] = log-sum-exp of row t of the scaled
   // scores when stats is non-null (training); inference mode when it is null.
-  void forward(const bf16* qkv, bf16* out, float* stats, const AttentionShape& s) {
-    const Plan& plan = usable_plan(s, stats ? Mode::training : Mode::inference);
+  template <class E>
+  void forward(const E* qkv, E* out, float* stats, const AttentionShape& s) {
+    const Plan& plan = usable_plan(s, stats ? Mode::training : Mode::inference, detail::sdpa_io_type<E>());
     const std::int64_t D = s.dim();
     std::vector<std::pair<std::int64_t, const void*>> bindings = {
         {detail::sdpa_uid::q, qkv},
@@ -382,9 +392,9 @@ class CudnnSdpa {
   }
 
   // dqkv is overwritten: dq, dk and dv go to the q, k and v columns of the fused gradient.
-  void backward(const bf16* qkv, const bf16* out, const bf16* dout, const float* stats, bf16* dqkv,
-                const AttentionShape& s) {
-    const Plan& plan = usable_plan(s, Mode::backward);
+  template <class E>
+  void backward(const E* qkv, const E* out, const E* dout, const float* stats, E* dqkv, const AttentionShape& s) {
+    const Plan& plan = usable_plan(s, Mode::backward, detail::sdpa_io_type<E>());
     const std::int64_t D = s.dim();
     void* workspace = workspace_for(plan);
     auto* base = static_cast<char*>(workspace);
@@ -428,7 +438,7 @@ class CudnnSdpa {
     float scale = 1.0f, one = 1.0f;  // by-value scalars: their host addresses go into the variant pack
     bool ok() const { return failure.empty(); }
   };
-  using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, Mode>;
+  using Key = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, Mode, int>;  // ..., io type
 
   struct HandleDeleter {
     void operator()(cudnnHandle_t h) const noexcept { (void)cudnnDestroy(h); }
@@ -436,15 +446,15 @@ class CudnnSdpa {
 
   static std::size_t round_up(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
 
-  const Plan& plan_for(const AttentionShape& s, Mode mode) {
-    const Key key{s.batch, s.heads, s.tokens, s.head_dim, mode};
+  const Plan& plan_for(const AttentionShape& s, Mode mode, cudnnDataType_t io) {
+    const Key key{s.batch, s.heads, s.tokens, s.head_dim, mode, int(io)};
     auto found = plans_.find(key);
     if (found != plans_.end()) return *found->second;
     auto plan = std::make_unique<Plan>();
     plan->failure = unsupported_reason(s, mode);
     if (plan->ok()) {
       try {
-        build(*plan, s, mode);
+        build(*plan, s, mode, io);
       } catch (const std::exception& e) {
         plan->failure = e.what();
         plan->execution_plan = {};
@@ -454,8 +464,8 @@ class CudnnSdpa {
     return *plans_.emplace(key, std::move(plan)).first->second;
   }
 
-  const Plan& usable_plan(const AttentionShape& s, Mode mode) {
-    const Plan& plan = plan_for(s, mode);
+  const Plan& usable_plan(const AttentionShape& s, Mode mode, cudnnDataType_t io) {
+    const Plan& plan = plan_for(s, mode, io);
     if (!plan.ok())
       throw CudaError(std::string("cuDNN SDPA ") + mode_name(mode) + " unavailable for B=" + std::to_string(s.batch) +
                       " H=" + std::to_string(s.heads) + " T=" + std::to_string(s.tokens) +
@@ -481,12 +491,12 @@ class CudnnSdpa {
     return {};
   }
 
-  void build(Plan& plan, const AttentionShape& s, Mode mode) {
+  void build(Plan& plan, const AttentionShape& s, Mode mode, cudnnDataType_t io) {
     const std::int64_t B = s.batch, H = s.heads, T = s.tokens, hd = s.head_dim;
     plan.scale = 1.0f / std::sqrt(static_cast<float>(hd));
     ctx_.make_current();
     detail::SdpaGraphBuilder g(plan.descriptors);
-    detail::describe_sdpa_graph(g, s, mode);
+    detail::describe_sdpa_graph(g, s, mode, io);
     cudnnBackendDescriptor_t graph = g.finish(handle_.get());
     choose_engine(plan, graph);
 

@@ -2,6 +2,7 @@
 // Device-side building blocks shared by the kernels: the storage types a kernel accepts (computing
 // is always in fp32), conversions, block-wide reductions and launch sizes.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -12,28 +13,44 @@
 
 namespace vitfreeze::cuda {
 
-// Element storage types of the CUDA kernels. vitfreeze::bf16 has the same bits as __nv_bfloat16.
+// Element storage types of the CUDA kernels. vitfreeze::bf16 has the same bits as __nv_bfloat16,
+// vitfreeze::f16 those of __half. The 16-bit ones (HalfScalar) are storage only: kernels widen to fp32.
 template <class T>
-concept DeviceScalar = std::is_same_v<T, float> || std::is_same_v<T, bf16>;
+concept HalfScalar = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+template <class T>
+concept DeviceScalar = std::is_same_v<T, float> || HalfScalar<T>;
 
-static_assert(sizeof(bf16) == sizeof(__nv_bfloat16));
+static_assert(sizeof(bf16) == sizeof(__nv_bfloat16) && sizeof(f16) == sizeof(__half));
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(bf16 x) { return __uint_as_float(static_cast<unsigned>(x.bits) << 16); }
+__device__ __forceinline__ float to_float(f16 x) { return __half2float(__ushort_as_half(x.bits)); }
 
+// Round to nearest even; NaN stays NaN; fp16 overflows to +-inf (what the loss scaler detects).
 template <DeviceScalar T>
 __device__ __forceinline__ T from_float(float x) {
   if constexpr (std::is_same_v<T, float>) {
     return x;
   } else {
     T r;
-    r.bits = __bfloat16_as_ushort(__float2bfloat16_rn(x));  // round to nearest even, NaN kept
+    if constexpr (std::is_same_v<T, bf16>)
+      r.bits = __bfloat16_as_ushort(__float2bfloat16_rn(x));
+    else
+      r.bits = __half_as_ushort(__float2half_rn(x));
     return r;
   }
 }
 
+// The 16-bit element held in the low (element 0) or high half of a 32-bit word, widened.
+template <HalfScalar T>
+__device__ __forceinline__ float half_word_to_float(unsigned bits16) {
+  T x;
+  x.bits = static_cast<std::uint16_t>(bits16);
+  return to_float(x);
+}
+
 // ---- 16-byte vector access -------------------------------------------------------------------
-// Memory-bound kernels move 16 bytes per load/store (8 bf16 or 4 fp32) when the data allows it:
+// Memory-bound kernels move 16 bytes per load/store (8 bf16/fp16 or 4 fp32) when the data allows it:
 // kVec<T> elements per vector. W == 1 is the scalar fallback for unaligned pointers or odd sizes.
 template <DeviceScalar T>
 inline constexpr int kVec = 16 / static_cast<int>(sizeof(T));
@@ -48,12 +65,12 @@ __device__ __forceinline__ void load_vec(const T* p, float (&v)[W]) {
     const uint4 u = *reinterpret_cast<const uint4*>(p);
     if constexpr (std::is_same_v<T, float>) {
       v[0] = __uint_as_float(u.x), v[1] = __uint_as_float(u.y), v[2] = __uint_as_float(u.z), v[3] = __uint_as_float(u.w);
-    } else {  // two bf16 per word, element 0 in the low half (little endian)
+    } else {  // two 16-bit values per word, element 0 in the low half (little endian)
       const unsigned w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        v[2 * i] = __uint_as_float(w[i] << 16);
-        v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        v[2 * i] = half_word_to_float<T>(w[i] & 0xffffu);
+        v[2 * i + 1] = half_word_to_float<T>(w[i] >> 16);
       }
     }
   }

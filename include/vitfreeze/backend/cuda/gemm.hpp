@@ -9,8 +9,8 @@
 // A + i * stride_a and B + i * stride_b and writes C + i * stride_c (strides in elements). This is how
 // attention runs one small GEMM per (sample, head) in a single launch. Batched calls take no epilogue.
 //
-// Types: fp32 inputs -> fp32 output (true fp32, not TF32), or bf16 inputs -> bf16 or fp32 output; the
-// accumulation is fp32 in all cases. beta = 1 accumulates into C (weight gradients over micro-steps).
+// Types: fp32 inputs -> fp32 output (true fp32, not TF32), or bf16 (fp16) inputs -> bf16 (fp16) or
+// fp32 output; the accumulation is fp32 in all cases. beta = 1 accumulates into C (weight gradients over micro-steps).
 //
 // Epilogues, in row-major terms (bias, aux and bias_grad have the output's element type):
 //   bias           C = alpha op(A) op(B) + beta C + bias[n]   (bias: [N], broadcast over rows)
@@ -59,7 +59,8 @@ struct GemmEpilogue {
 // Input/output element type pairs cuBLASLt runs with fp32 accumulation here.
 template <class In, class Out>
 concept GemmTypes = (std::is_same_v<In, float> && std::is_same_v<Out, float>) ||
-                    (std::is_same_v<In, bf16> && (std::is_same_v<Out, bf16> || std::is_same_v<Out, float>));
+                    ((std::is_same_v<In, bf16> || std::is_same_v<In, f16>) &&
+                     (std::is_same_v<Out, In> || std::is_same_v<Out, float>));
 
 namespace detail {
 
@@ -67,6 +68,8 @@ template <class T>
 constexpr cudaDataType_t cuda_type() {
   if constexpr (std::is_same_v<T, float>)
     return CUDA_R_32F;
+  else if constexpr (std::is_same_v<T, f16>)
+    return CUDA_R_16F;
   else
     return CUDA_R_16BF;
 }

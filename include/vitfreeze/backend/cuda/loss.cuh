@@ -70,8 +70,9 @@ __global__ void masked_mse_total(const F* partial_loss, const F* partial_weight,
 }
 
 template <DeviceScalar T>
-__global__ void masked_mse_backward(double g, const T* pred, std::int64_t pred_ld, const T* target, const float* weight,
-                                    double weight_sum, T* dpred, std::int64_t P, std::int64_t n) {
+__global__ void masked_mse_backward(double g, const float* g_scale, const T* pred, std::int64_t pred_ld, const T* target,
+                                    const float* weight, double weight_sum, T* dpred, std::int64_t P, std::int64_t n) {
+  if (g_scale) g *= static_cast<double>(*g_scale);
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t r = i / P, p = i % P;
     const double w = weight ? static_cast<double>(weight[r]) : 1.0;
@@ -118,13 +119,15 @@ double masked_mse_forward(CudaContext& ctx, const T* pred, const T* target, cons
 }
 
 // dpred += g * 2 w (pred - target) / (P * sum w); pred and dpred have row stride pred_ld (0: P).
+// g_scale: null, or a device float g is multiplied by (the fp16 loss scale, which lives on the GPU).
 template <DeviceScalar T>
 void masked_mse_backward(CudaContext& ctx, double g, const T* pred, const T* target, const float* weight,
-                         double weight_sum, T* dpred, std::int64_t rows, std::int64_t P, std::int64_t pred_ld = 0) {
+                         double weight_sum, T* dpred, std::int64_t rows, std::int64_t P, std::int64_t pred_ld = 0,
+                         const float* g_scale = nullptr) {
   const std::int64_t n = rows * P;
   if (n <= 0) return;
   kernels::masked_mse_backward<T><<<detail::grid_for(n), detail::kBlock, 0, ctx.stream()>>>(
-      g, pred, pred_ld > 0 ? pred_ld : P, target, weight, weight_sum, dpred, P, n);
+      g, g_scale, pred, pred_ld > 0 ? pred_ld : P, target, weight, weight_sum, dpred, P, n);
   check_launch("masked_mse_backward");
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // softmax(q k^T / sqrt(hd)) v over the fused qkv buffer [B, T, 3D] -> [B, T, D], picked by the
 // precision policy and what the machine offers:
-//   bf16: cuDNN's fused flash attention (cudnn_sdpa.hpp) when the translation unit opts in with
+//   bf16, fp16: cuDNN's fused flash attention (cudnn_sdpa.hpp) when the translation unit opts in with
 //         VITFREEZE_WITH_CUDNN and cuDNN supports the shape; otherwise batched cuBLASLt GEMMs plus
 //         own softmax/permute kernels (attention_gemm.cuh), with the reason printed once per shape;
 //   fp32: the unfused fp32 kernels (attention.cuh), the exact reference (cuDNN has no fp32 SDPA).
@@ -48,14 +48,17 @@ struct AttentionPaths {
 #endif
   }
 
+  template <HalfScalar E>
   bool use_cudnn(const AttentionShape& s) {
 #if defined(VITFREEZE_WITH_CUDNN)
     if (!cudnn_enabled) return false;
     std::string why;
-    if (sdpa.supports(s, &why)) return true;
-    if (reported.insert({s.batch, s.tokens, s.heads, s.head_dim}).second)
-      std::fprintf(stderr, "vitfreeze: cuDNN attention unavailable for B=%lld T=%lld H=%lld hd=%lld (%s); using GEMM attention\n",
-                   (long long)s.batch, (long long)s.tokens, (long long)s.heads, (long long)s.head_dim, why.c_str());
+    const cudnnDataType_t io = detail::sdpa_io_type<E>();
+    if (sdpa.supports(s, &why, io)) return true;
+    if (reported.insert({s.batch, s.tokens, s.heads, s.head_dim, std::int64_t(io)}).second)
+      std::fprintf(stderr, "vitfreeze: cuDNN attention unavailable for B=%lld T=%lld H=%lld hd=%lld %s (%s); using GEMM attention\n",
+                   (long long)s.batch, (long long)s.tokens, (long long)s.heads, (long long)s.head_dim,
+                   std::is_same_v<E, bf16> ? "bf16" : "fp16", why.c_str());
 #else
     (void)s;
 #endif
@@ -64,27 +67,27 @@ struct AttentionPaths {
 
 #if defined(VITFREEZE_WITH_CUDNN)
   CudnnSdpa sdpa;
-  std::set<std::array<std::int64_t, 4>> reported;
+  std::set<std::array<std::int64_t, 5>> reported;
 #endif
 };
 
 template <PrecisionPolicy P>
 struct AttentionCore {
   using T = typename P::Activation;
-  static constexpr bool kBf16 = std::is_same_v<T, bf16>;
+  static constexpr bool kHalf = HalfScalar<T>;  // bf16 or fp16: cuDNN or GEMM attention
 
   struct Saved {
     DeviceBuffer probs;  // fp32 path: P [B, H, T, T]
     DeviceBuffer stats;  // cuDNN path: fp32 log-sum-exp [B, H, T]
     bool cudnn = false;
-    std::conditional_t<kBf16, GemmAttentionSaved, char> gemm{};
+    std::conditional_t<kHalf, GemmAttentionSaved, char> gemm{};
   };
 
   static void forward(CudaContext& ctx, const T* qkv, T* out, const AttentionShape& s, Saved* saved) {
-    if constexpr (kBf16) {
+    if constexpr (kHalf) {
 #if defined(VITFREEZE_WITH_CUDNN)
       AttentionPaths& paths = ctx.service<AttentionPaths>();
-      if (paths.use_cudnn(s)) {
+      if (paths.use_cudnn<T>(s)) {
         DeviceBuffer stats = saved ? device_array<float>(ctx, s.batch * s.heads * s.tokens) : DeviceBuffer();
         paths.sdpa.forward(qkv, out, saved ? data_of<float>(stats) : nullptr, s);
         if (saved) {
@@ -108,7 +111,7 @@ struct AttentionCore {
   // out: the forward's output (the cuDNN backward reads it).
   static void backward(CudaContext& ctx, const T* dout, const T* qkv, const T* out, const Saved& saved, T* dqkv,
                        const AttentionShape& s) {
-    if constexpr (kBf16) {
+    if constexpr (kHalf) {
 #if defined(VITFREEZE_WITH_CUDNN)
       if (saved.cudnn) {
         ctx.service<AttentionPaths>().sdpa.backward(qkv, out, dout, data_of<float>(saved.stats), dqkv, s);

@@ -94,8 +94,10 @@ class DeviceLocalMim {
 
   // Forward and backward of one (micro-)batch: images fp32 [B, C, H, W] (normalised) on the device.
   // Gradients accumulate into the trained parameters; loss_device[0] (a device double) receives the
-  // loss, loss_device[1] the sum of the taps' mask weights.
-  void forward_backward(CudaContext& ctx, const float* images, const DeviceLocalMimMasks& m, double* loss_device) const {
+  // loss, loss_device[1] the sum of the taps' mask weights. loss_scale: null, or the device float
+  // the loss gradient is multiplied by (fp16 loss scaling).
+  void forward_backward(CudaContext& ctx, const float* images, const DeviceLocalMimMasks& m, double* loss_device,
+                        const float* loss_scale = nullptr) const {
     const DeviceMasks& tokens = m.tokens;
     const std::int64_t B = tokens.batch, K = tokens.keep, encoder_rows = B * (K + 1), D = encoder.dim();
     std::vector<int> active, blocks;
@@ -137,7 +139,7 @@ class DeviceLocalMim {
                                   ld);
       DeviceBuffer dprediction = device_zeros<T>(ctx, rows * ld);
       masked_mse_backward<T>(ctx, 1.0, data_of<T>(prediction), target, weight, m.tap_weight_sum[std::size_t(active[a])],
-                             data_of<T>(dprediction), rows, values, ld);
+                             data_of<T>(dprediction), rows, values, ld, loss_scale);
 
       const DeviceBuffer dnormed = head.backward(ctx, head_saved, data_of<T>(dprediction));
       const DeviceBuffer dlatent = t.decoder.backward_features(ctx, decoder_saved, tokens, data_of<T>(dnormed));

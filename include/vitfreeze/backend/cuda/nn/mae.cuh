@@ -178,7 +178,9 @@ class DeviceMae {
 
   // Forward and backward of one (micro-)batch: images fp32 [B, C, H, W] on the device. Gradients
   // accumulate into the trained parameters; *loss_device (a device double) receives the loss.
-  void forward_backward(CudaContext& ctx, const float* images, const DeviceMasks& m, double* loss_device) const {
+  // loss_scale: null, or the device float the loss gradient is multiplied by (fp16 loss scaling).
+  void forward_backward(CudaContext& ctx, const float* images, const DeviceMasks& m, double* loss_device,
+                        const float* loss_scale = nullptr) const {
     const std::int64_t B = m.batch, L = m.patches, rows = B * (L + 1);
     PatchGeometry g = geometry_;
     g.batch = B;
@@ -197,7 +199,7 @@ class DeviceMae {
     DeviceBuffer dprediction = device_array<T>(ctx, rows * values);
     check(cudaMemsetAsync(dprediction.data(), 0, sizeof(T) * std::size_t(rows * values), ctx.stream()), "cudaMemsetAsync(dpred)");
     masked_mse_backward<T>(ctx, 1.0, data_of<T>(prediction), data_of<T>(target), data_of<float>(m.loss_weight), m.weight_sum,
-                           data_of<T>(dprediction), rows, values);
+                           data_of<T>(dprediction), rows, values, 0, loss_scale);
     DeviceBuffer dlatent = decoder.backward(ctx, decoder_saved, m, data_of<T>(dprediction));
     encoder.backward(ctx, encoder_saved, data_of<T>(dlatent));
   }

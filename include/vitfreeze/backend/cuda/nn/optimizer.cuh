@@ -1,8 +1,14 @@
 #pragma once
 // AdamW over device parameters: one fused launch for every trained tensor (adamw.cuh), fp32
-// master weights and moments, the bf16 working copies rewritten in the same pass. Frozen tensors
-// (no gradient buffer) are skipped and keep their values bit for bit.
+// master weights and moments, the bf16/fp16 working copies rewritten in the same pass. Frozen
+// tensors (no gradient buffer) are skipped and keep their values bit for bit.
+//
+// With enable_loss_scaling() (fp16), launch() also checks the gradients for NaN/Inf first, the
+// update obeys the device scaler (skip, or divide by the scale) and the scale schedule advances;
+// the next stage() learns from the scaler whether the previous update was skipped and then takes
+// back the step counts it had given (AdamW's bias correction counts applied updates only).
 #include <algorithm>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -46,10 +52,31 @@ class DeviceAdamW {
                         std::to_string(parameters_.size()) + " parameters");
     stage_with(ctx, [lrs](std::size_t i) { return lrs[i]; }, grad_scale);
   }
-  void launch(CudaContext& ctx) const {
-    adamw_launch(ctx, static_cast<const kernels::AdamWSlice*>(table_.data()), count_, largest_, options_);
+  void launch(CudaContext& ctx) {
+    const auto* table = static_cast<const kernels::AdamWSlice*>(table_.data());
+    if (!scaler_) {
+      adamw_launch(ctx, table, count_, largest_, options_);
+      return;
+    }
+    scaler_->check_gradients(ctx, table, count_, largest_);
+    adamw_launch(ctx, table, count_, largest_, options_, scaler_->device_state());
+    scaler_->advance(ctx);
   }
   std::size_t trained_tensors() const { return count_; }
+
+  // fp16: gradients arrive multiplied by the scaler's scale (the loss backward's seed is
+  // loss_scale_device()); from now on every launch() follows the dynamic loss-scaling rule.
+  void enable_loss_scaling(CudaContext& ctx, optim::LossScaleOptions options) { scaler_.emplace(ctx, options); }
+  bool loss_scaling() const { return scaler_.has_value(); }
+  const float* loss_scale_device() const { return scaler_ ? scaler_->device_scale() : nullptr; }
+  // Waits for the last launched update's verdict and settles the step counts (also done by stage());
+  // the scaler's state as the host last learnt it (initial state before any step).
+  optim::LossScaleState settle_loss_scale() {
+    if (!scaler_) throw ConfigError("DeviceAdamW: loss scaling is not enabled");
+    if (const auto state = scaler_->settle(); state && state->found_non_finite)
+      for (DeviceParameter<T>* p : last_staged_) --p->step;
+    return scaler_->last_settled();
+  }
 
   const DeviceParameterList<T>& parameters() const { return parameters_; }
   const optim::AdamWOptions& options() const { return options_; }
@@ -57,15 +84,17 @@ class DeviceAdamW {
  private:
   template <class LrOf>
   void stage_with(CudaContext& ctx, LrOf lr_of, double grad_scale) {
+    if (scaler_) settle_loss_scale();
     tensors_.clear();
+    last_staged_.clear();
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       auto* p = parameters_[i];
       if (!p->trainable()) continue;
       ++p->step;
-      bf16* working_copy = nullptr;  // fp32 GEMMs read the master directly
-      if constexpr (std::is_same_v<T, bf16>) working_copy = p->working_copy();
-      tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), working_copy, p->numel(), lr_of(i), p->decay, p->step,
-                          static_cast<float>(grad_scale)});
+      last_staged_.push_back(p);
+      // fp32 GEMMs read the master directly: no working copy.
+      tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), p->working_copy(), p->numel(), lr_of(i), p->decay,
+                          p->step, static_cast<float>(grad_scale), std::is_same_v<T, f16>});
     }
     const std::vector<kernels::AdamWSlice> table = adamw_table(std::span<const AdamWTensor>(tensors_), options_, &largest_);
     count_ = table.size();
@@ -80,6 +109,8 @@ class DeviceAdamW {
   DeviceParameterList<T> parameters_;
   optim::AdamWOptions options_;
   std::vector<AdamWTensor> tensors_;
+  std::vector<DeviceParameter<T>*> last_staged_;  // the tensors the last staged update counted
+  std::optional<DeviceLossScaler> scaler_;
   DeviceBuffer table_;
   std::size_t count_ = 0;
   std::int64_t largest_ = 0;

@@ -12,7 +12,10 @@
 //
 // Not here (the caller must refuse them): checkpoints and resume, the `skip` non-finite policy,
 // step dumps. A non-finite loss stops the run at the next read (NumericError); gradients are not
-// checked.
+// checked, except under a precision policy with loss_scaling (fp16): there every optimiser step
+// checks them on the device and a step with NaN/Inf gradients is skipped and the scale lowered
+// (optim/loss_scaling.hpp); too many skips in a row stop the run (NumericError). The epoch records
+// of metrics.jsonl then carry the loss scale and the skipped steps.
 //
 // DeviceObjective: made as DeviceObjective(ctx, host_encoder, host_objective), with
 // forward_backward(ctx, images fp32, masks, double* loss), collect_parameters(list) and an `encoder`
@@ -68,10 +71,13 @@ class DevicePretrainer {
   // weight sums at slot[1]); the rest is headroom for objectives that write more.
   static constexpr std::int64_t kSlotDoubles = 8;
 
+  // loss_scaling: the dynamic loss-scaling schedule, used when P::loss_scaling (fp16).
   DevicePretrainer(CudaContext& ctx, HostEncoder& encoder, HostObjective& objective, Masking masking,
-                   freeze::FreezeController& controller, optim::AdamWOptions adam, train::PretrainOptions options)
+                   freeze::FreezeController& controller, optim::AdamWOptions adam, train::PretrainOptions options,
+                   optim::LossScaleOptions loss_scaling = {})
       : ctx_(ctx), host_encoder_(encoder), host_objective_(objective), masking_(masking), controller_(controller),
         options_(std::move(options)), model_(ctx, encoder, objective), optimizer_(collect(model_), adam) {
+    if constexpr (P::loss_scaling) optimizer_.enable_loss_scaling(ctx, loss_scaling);
     if (!options_.checkpoint_dir.empty() || options_.checkpoint_every_steps != 0 || !options_.dump_step.empty() ||
         options_.non_finite != train::NonFinitePolicy::stop)
       throw ConfigError("DevicePretrainer: checkpoints, step dumps and skipping non-finite steps are not implemented on the GPU");
@@ -133,7 +139,15 @@ class DevicePretrainer {
       train::EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
                            controller_.first_active_unit()};
       reports.push_back(r);
-      if (metrics_) metrics_->log(train::epoch_record(r));
+      if (metrics_) {
+        io::Json record = train::epoch_record(r);
+        if constexpr (P::loss_scaling) {
+          const optim::LossScaleState scaling = optimizer_.settle_loss_scale();
+          record["loss_scale"] = double(scaling.scale);
+          record["skipped_steps"] = scaling.skipped_steps;
+        }
+        metrics_->log(record);
+      }
     }
     return reports;
   }
@@ -172,6 +186,8 @@ class DevicePretrainer {
   }
 
   DeviceObjective& model() { return model_; }
+  // fp16: the loss-scaling state once the queued steps are done (waits for the GPU).
+  optim::LossScaleState loss_scale_state() { return optimizer_.settle_loss_scale(); }
   // Every device tensor the optimizer holds, in the host models' parameter order.
   const DeviceParameterList<T>& parameters() const { return optimizer_.parameters(); }
   // Unit of every device tensor (optimizer order); -1: trains to the end at the global LR.
@@ -270,7 +286,7 @@ class DevicePretrainer {
           "cudaMemcpyAsync(images)");
     const auto device_masks = upload_masks_for(ctx_, model_, masks);
     model_.forward_backward(ctx_, data_of<float>(device_images), device_masks,
-                            loss_slots_.as<double>() + kSlotDoubles * slot);
+                            loss_slots_.as<double>() + kSlotDoubles * slot, optimizer_.loss_scale_device());
     if (offset + 1 < A) return;  // gradients keep accumulating until the window's last micro-batch
     const auto& params = optimizer_.parameters();
     for (std::size_t i = 0; i < params.size(); ++i)
