@@ -273,6 +273,36 @@ struct FreezeSetup {
 
 inline int mask_ratio_per_mille(const Args& args) { return int(std::lround(args.num("mask-ratio", 0.75) * 1000)); }
 
+// Checkpoints (OUT/checkpoints, --checkpoint-every-epochs, --keep-checkpoints) and the caller's part of
+// the recipe a resume must match. Both backends write the same format with the same recipe, so a
+// run checkpointed on the GPU resumes on the CPU and the other way round.
+inline void set_checkpoint_options(const Args& args, const RunBasics& b, const PretrainData& d, const char* objective,
+                                   train::PretrainOptions& opt) {
+  opt.checkpoint_dir = b.out / "checkpoints";
+  opt.checkpoint_every_epochs = int(args.num("checkpoint-every-epochs", 1));
+  opt.keep_checkpoints = int(args.num("keep-checkpoints", 2));
+  if (opt.checkpoint_every_epochs < 0 || opt.keep_checkpoints < 1)
+    throw ConfigError("--checkpoint-every-epochs must be >= 0 and --keep-checkpoints >= 1");
+  opt.recipe.set("model", args.get("model", "tiny"));
+  opt.recipe.set("objective", objective);
+  opt.recipe.set("batch", b.batch);
+  opt.recipe.set("blr", args.num("blr", 1.5e-3));
+  opt.recipe.set("mask_ratio", args.num("mask-ratio", 0.75));
+  opt.recipe.set("train_subset", d.train.count);
+  opt.recipe.set("augment", "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
+}
+
+// --resume auto|PATH on either backend's trainer (both have resume() and next_iteration()).
+template <class Trainer>
+void resume_if_asked(const Args& args, Trainer& trainer, const train::PretrainOptions& opt) {
+  if (!args.has("resume")) return;
+  const auto from = trainer.resume(args.get("resume", "auto"));
+  if (from)
+    std::cout << "resuming from " << from->string() << " at iteration " << trainer.next_iteration() << "\n";
+  else
+    std::cout << "no checkpoint in " << opt.checkpoint_dir.string() << ": starting fresh\n";
+}
+
 // ---- after pretraining --------------------------------------------------------------------------
 
 inline void write_loss_plot(const std::filesystem::path& out, const std::vector<train::EpochReport>& reports) {

@@ -29,11 +29,7 @@ int run(const ex::Args& args) {
     vf::freeze::FreezeController controller = fs.controller(b);
 
     vf::train::PretrainOptions opt = fs.options(b);
-    opt.checkpoint_dir = b.out / "checkpoints";
-    opt.checkpoint_every_epochs = int(args.num("checkpoint-every-epochs", 1));
-    opt.keep_checkpoints = int(args.num("keep-checkpoints", 2));
-    if (opt.checkpoint_every_epochs < 0 || opt.keep_checkpoints < 1)
-      throw vf::ConfigError("--checkpoint-every-epochs must be >= 0 and --keep-checkpoints >= 1");
+    ex::set_checkpoint_options(args, b, d, Objective::name, opt);
     const std::string non_finite = args.get("non-finite", "stop");
     if (non_finite == "stop") {
       opt.non_finite = vf::train::NonFinitePolicy::stop;
@@ -48,27 +44,13 @@ int run(const ex::Args& args) {
       throw vf::ConfigError("--non-finite: stop, skip or skip:N, not " + non_finite);
     }
     opt.dump_step = args.get("dump-step", "");
-    // The caller's part of the recipe: a resume must use the same values.
-    opt.recipe.set("model", args.get("model", "tiny"));
-    opt.recipe.set("objective", Objective::name);
-    opt.recipe.set("batch", b.batch);
-    opt.recipe.set("blr", args.num("blr", 1.5e-3));
-    opt.recipe.set("mask_ratio", args.num("mask-ratio", 0.75));
-    opt.recipe.set("train_subset", d.train.count);
-    opt.recipe.set("augment", "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
     Objective objective(b.seed + 1);
     vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
     vf::train::Pretrainer trainer(encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
                                   adam, opt);
 
     std::cout << fs.banner(S, Objective::name, d.train.count, b) << "\n";
-    if (args.has("resume")) {
-      const auto from = trainer.resume(args.get("resume", "auto"));
-      if (from)
-        std::cout << "resuming from " << from->string() << " at iteration " << trainer.next_iteration() << "\n";
-      else
-        std::cout << "no checkpoint in " << opt.checkpoint_dir.string() << ": starting fresh\n";
-    }
+    ex::resume_if_asked(args, trainer, opt);
     const auto t0 = std::chrono::steady_clock::now();
     pre.reports = trainer.fit(loader);
     pre.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

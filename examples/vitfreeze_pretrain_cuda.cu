@@ -36,10 +36,11 @@ order, masks and freeze schedule); the linear probe and fine-tuning then run on 
 
   Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its
   block's unit freezes, as there) and mae.
-  Not on the GPU yet, refused with an error: --resume, --checkpoint-every-epochs N > 0 and
-  --keep-checkpoints (no checkpoints are written), --non-finite skip, --dump-step. The loss is read
-  at logging points (every 50 iterations) and at each epoch's end; a non-finite loss stops the run
-  there.
+  Checkpoints and --resume as on the CPU, in the same format and with the same recipe: a GPU run
+  resumes on the CPU and the other way round (the fp16 loss scale is not stored: a resumed fp16
+  run starts it again). Not on the GPU yet, refused with an error: --non-finite skip, --dump-step.
+  The loss is read at logging points (every 50 iterations) and at each epoch's end; a non-finite
+  loss stops the run there (no last-good-state checkpoint: later steps already ran).
 
 Shared with vitfreeze_pretrain:)";
 
@@ -48,10 +49,6 @@ void refuse_cpu_only_flags(const ex::Args& args) {
   auto refuse = [](const std::string& what) {
     throw vf::ConfigError(what + " is not available on the GPU yet (use vitfreeze_pretrain on the CPU)");
   };
-  if (args.has("resume")) refuse("--resume (device checkpoints)");
-  if (args.has("checkpoint-every-epochs") && args.num("checkpoint-every-epochs", 0) != 0)
-    refuse("--checkpoint-every-epochs (device checkpoints; 0 is accepted)");
-  if (args.has("keep-checkpoints")) refuse("--keep-checkpoints (device checkpoints)");
   if (args.get("non-finite", "stop") != "stop") refuse("--non-finite " + args.get("non-finite", ""));
   if (args.has("dump-step")) refuse("--dump-step");
   const std::string precision = args.get("precision", "bf16");
@@ -89,10 +86,13 @@ int run(const ex::Args& args) {
     pre.mode = fs.mode;
     vf::freeze::FreezeController controller = fs.controller(b);
     HostObjective objective(b.seed + 1);
+    vf::train::PretrainOptions opt = fs.options(b);
+    ex::set_checkpoint_options(args, b, d, HostObjective::name, opt);
     vn::DevicePretrainer<vf::nn::ViT<S, float>, HostObjective, DeviceObjective, vf::mim::RandomRatio, P> trainer(
         *ctx, encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
-        {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05}, fs.options(b));
+        {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05}, opt);
     std::cout << fs.banner(S, HostObjective::name, d.train.count, b) << ", on the GPU\n";
+    ex::resume_if_asked(args, trainer, opt);
     const auto t0 = std::chrono::steady_clock::now();
     pre.reports = trainer.fit(loader);
     trainer.download();

@@ -6,7 +6,8 @@
 // block's unit; frozen and dropped tensors stay bit-identical from their freeze on; the loss falls
 // before the first drop and, in fp32, follows the CPU's step by step (a missed drop or a wrong LR
 // shows there); the encoder's final norm, unused by LocalMIM, is never changed; download() leaves the
-// host models as the CPU trainer leaves its own. Fp32 under truncate semantics, vitfreeze semantics
+// host models as the CPU trainer leaves its own. Checkpoints: saved on the GPU and resumed, a run ends
+// bit-identical to the uninterrupted one, and the CPU trainer loads the GPU's file. Fp32 under truncate semantics, vitfreeze semantics
 // (the cls token never freezes) and dont_freeze_pe (the blocks are units 0..3); bf16 and fp16 (with
 // dynamic loss scaling: few skipped steps, a settled scale) under truncate.
 // Exit 0 pass, 1 fail, 77 without a GPU.
@@ -245,8 +246,93 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
            tag + "download(): the host models' active taps and trainable flags are the CPU trainer's");
 }
 
+// Checkpoints (fp32, deterministic kernels): a run saved at step K and resumed by a fresh trainer
+// ends bit-identical to the uninterrupted run; the CPU trainer loads the GPU's checkpoint (same
+// format and recipe) and holds the GPU's values at K; a checkpoint of another recipe is refused.
+void check_checkpoint_resume(DeviceChecker& c, const std::vector<vf::Tensor<float>>& batches) {
+  using P = vn::Fp32;
+  using DeviceTrainer = vn::DevicePretrainer<Encoder, HostObjective, vn::DeviceLocalMim<P>, Masking, P>;
+  const Case cs{"truncate", vf::freeze::FreezeSemantics::truncate, false};
+  const std::int64_t K = 21, N = std::int64_t(batches.size());  // K: after the first tap drop (see above)
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "vitfreeze_test_cuda_checkpoint";
+  std::filesystem::remove_all(dir);
+  vf::train::PretrainOptions options;
+  options.epochs = kEpochs;
+  options.progress = false;
+  options.checkpoint_dir = dir;
+  options.recipe.set("test", "checkpoint resume");
+  vc::CudaContext ctx;
+  auto values_of = [&](DeviceTrainer& t) {
+    std::vector<std::vector<float>> out;
+    for (const auto* p : t.parameters()) out.push_back(device_values(ctx, *p));
+    return out;
+  };
+
+  Encoder e1(1);
+  HostObjective o1(2);
+  vf::freeze::FreezeController c1 = make_controller(cs);
+  DeviceTrainer uninterrupted(ctx, e1, o1, Masking{750}, c1, kAdam, options);
+  for (std::int64_t g = 0; g < N; ++g) uninterrupted.step(batches[std::size_t(g)], g);
+  const auto want = values_of(uninterrupted);
+
+  Encoder e2(1);
+  HostObjective o2(2);
+  vf::freeze::FreezeController c2 = make_controller(cs);
+  DeviceTrainer first(ctx, e2, o2, Masking{750}, c2, kAdam, options);
+  for (std::int64_t g = 0; g < K; ++g) first.step(batches[std::size_t(g)], g);
+  const std::filesystem::path file = first.save_checkpoint();
+  const auto at_k = values_of(first);
+
+  Encoder e3(5);  // other initial weights: all must come from the checkpoint
+  HostObjective o3(6);
+  vf::freeze::FreezeController c3 = make_controller(cs);
+  DeviceTrainer resumed(ctx, e3, o3, Masking{750}, c3, kAdam, options);
+  const auto from = resumed.resume("auto");
+  c.expect(from && *from == file && resumed.next_iteration() == K,
+           "checkpoint: resume auto finds " + file.filename().string() + " and continues at iteration " +
+               std::to_string(resumed.next_iteration()) + " (want " + std::to_string(K) + ")");
+  c.expect(values_of(resumed) == at_k, "checkpoint: the resumed device holds the saved values bit for bit");
+  c.expect(c3.first_active_unit() == c2.first_active_unit(),
+           "checkpoint: frozen units restored (first active unit " + std::to_string(c3.first_active_unit()) + ")");
+  for (std::int64_t g = K; g < N; ++g) resumed.step(batches[std::size_t(g)], g);
+  c.expect(values_of(resumed) == want, "checkpoint: saved at step " + std::to_string(K) + " and resumed, the run ends "
+                                       "bit-identical to the uninterrupted one");
+
+  // The CPU trainer reads the GPU's file: the same values at K.
+  Encoder e4(5);
+  HostObjective o4(6);
+  vf::freeze::FreezeController c4 = make_controller(cs);
+  vf::optim::AdamW<float> adam4(kAdam);
+  vf::train::Pretrainer cpu(e4, o4, Masking{750}, c4, adam4, options);
+  cpu.load_checkpoint(file);
+  vf::nn::ParameterList<float> host;
+  e4.collect_parameters(host);
+  o4.collect_parameters(host);
+  bool same = host.size() == at_k.size() && cpu.next_iteration() == K;
+  for (std::size_t i = 0; same && i < host.size(); ++i)
+    same = bit_identical({host[i]->value.data(), host[i]->value.data() + host[i]->value.numel()}, at_k[i]);
+  c.expect(same, "checkpoint: the CPU trainer loads the GPU's checkpoint with the GPU's values at step K");
+
+  // Another recipe (a different seed) is refused with the differences, before anything changes.
+  vf::train::PretrainOptions other = options;
+  other.seed = 99;
+  Encoder e5(5);
+  HostObjective o5(6);
+  vf::freeze::FreezeController c5 = make_controller(cs);
+  DeviceTrainer mismatched(ctx, e5, o5, Masking{750}, c5, kAdam, other);
+  bool refused = false;
+  try {
+    mismatched.resume(file.string());
+  } catch (const vf::Error& e) {
+    refused = std::string(e.what()).find("seed") != std::string::npos;
+  }
+  c.expect(refused && mismatched.next_iteration() == 0, "checkpoint: a different recipe (seed) is refused, naming it");
+  std::filesystem::remove_all(dir);
+}
+
 void device_checks(DeviceChecker& c) {
   const std::vector<vf::Tensor<float>> batches = make_batches();
+  section(c, "checkpoint resume", [&] { check_checkpoint_resume(c, batches); });
   using vf::freeze::FreezeSemantics;
   check_against_cpu<vn::Fp32>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
   check_against_cpu<vn::Fp32>(c, {"vitfreeze semantics", FreezeSemantics::vitfreeze, false}, batches);

@@ -318,6 +318,10 @@ class Pretrainer {
 
   // The next global iteration step() expects (after a resume: the checkpoint's).
   std::int64_t next_iteration() const { return next_iteration_; }
+  // For a trainer whose steps ran elsewhere: the GPU's DevicePretrainer keeps one of these over the
+  // same host models, optimiser and controller as the keeper of its checkpoints, and tells it where
+  // the run is before each save.
+  void set_next_iteration(std::int64_t g) { next_iteration_ = g; }
 
   // One step's data for checking against another implementation (PyTorch): input [B,C,H,W] F32
   // (after normalisation), mask [B,L] U8 (1 = removed, patch order), loss F32 scalar, param/<name>

@@ -83,6 +83,39 @@ class DeviceParameter {
 
   // Host copies (wait for the stream).
   void values_to_host(CudaContext& ctx, Parameter<float>& host) const { copy_out(ctx, master_, host.value); }
+  // The AdamW moments into m and v (host tensors of this shape); the step count is `step`.
+  void moments_to_host(CudaContext& ctx, Tensor<float>& m, Tensor<float>& v) const {
+    if (!trainable()) throw ConfigError("DeviceParameter " + name + ": frozen, no optimizer state");
+    copy_out(ctx, m_, m);
+    copy_out(ctx, v_, v);
+  }
+  // Takes values, trainability and AdamW state (m, v, step; null: none yet) from the host, as a
+  // checkpoint restored them there: the working copy is rewritten, a frozen tensor releases its
+  // state, a trained one without state starts from zero moments.
+  void assign_from_host(CudaContext& ctx, const Parameter<float>& host, const Tensor<float>* m, const Tensor<float>* v,
+                        std::int64_t adam_step) {
+    expect_shape(host.value.shape(), shape_, ("DeviceParameter " + name).c_str());
+    check(cudaMemcpyAsync(master_.data(), host.value.data(), master_.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
+          "cudaMemcpyAsync(parameter restore)");
+    if constexpr (!std::is_same_v<T, float>) convert<T>(ctx, data_of<float>(master_), data_of<T>(working_), numel_);
+    if (!host.trainable) {
+      freeze();
+      step = 0;
+      return;
+    }
+    unfreeze(ctx);  // zeroed gradient and moments (kept, then zeroed, when already trained)
+    for (const DeviceBuffer* b : {&grad_, &m_, &v_})
+      check(cudaMemsetAsync(b->data(), 0, b->bytes(), ctx.stream()), "cudaMemsetAsync(parameter state)");
+    step = 0;
+    if (m && v) {
+      expect_shape(m->shape(), shape_, ("AdamW m of " + name).c_str());
+      expect_shape(v->shape(), shape_, ("AdamW v of " + name).c_str());
+      check(cudaMemcpyAsync(m_.data(), m->data(), m_.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(m restore)");
+      check(cudaMemcpyAsync(v_.data(), v->data(), v_.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(v restore)");
+      step = adam_step;
+    }
+    ctx.synchronize();  // the host tensors may go once this returns
+  }
   Tensor<float> grad_to_host(CudaContext& ctx) const {
     Tensor<float> out(shape_);
     if (!trainable()) throw ConfigError("DeviceParameter " + name + ": frozen, no gradient");

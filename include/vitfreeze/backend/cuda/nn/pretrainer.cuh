@@ -10,8 +10,20 @@
 // read at logging points (every options.log_every iterations: progress line, metrics.jsonl step
 // record, non-finite check) and all at once at the end of the epoch (exact mean loss).
 //
-// Not here (the caller must refuse them): checkpoints and resume, the `skip` non-finite policy,
-// step dumps. A non-finite loss stops the run at the next read (NumericError); gradients are not
+// Checkpoints and resume go through a train::Pretrainer over the same host models, a host AdamW and
+// the same controller (the "twin"): before a save the device state (values, trainability, AdamW
+// moments and step counts, dropped taps) is copied into the host objects and the twin writes the
+// CPU trainer's checkpoint format; a resume lets the twin verify and restore the file into the host
+// objects and then uploads them. So a checkpoint is one format whichever device wrote it: a GPU run
+// resumes on the CPU and the other way round (same recipe required), and every check the CPU
+// trainer makes on a checkpoint (model, recipe, freeze state, checksums) applies here too. Not in a
+// checkpoint: the fp16 loss scale (a resumed fp16 run starts the schedule again from its initial
+// scale). A non-finite loss is seen only at the next read, after later steps changed the weights,
+// so no "last good state" is saved then (the CPU trainer saves one); the newest periodic checkpoint
+// is the state to go back to.
+//
+// Not here (the caller must refuse them): the `skip` non-finite policy and step dumps. A non-finite
+// loss stops the run at the next read (NumericError); gradients are not
 // checked, except under a precision policy with loss_scaling (fp16): there every optimiser step
 // checks them on the device and a step with NaN/Inf gradients is skipped and the scale lowered
 // (optim/loss_scaling.hpp); too many skips in a row stop the run (NumericError). The epoch records
@@ -78,46 +90,53 @@ class DevicePretrainer {
       : ctx_(ctx), host_encoder_(encoder), host_objective_(objective), masking_(masking), controller_(controller),
         options_(std::move(options)), model_(ctx, encoder, objective), optimizer_(collect(model_), adam) {
     if constexpr (P::loss_scaling) optimizer_.enable_loss_scaling(ctx, loss_scaling);
-    if (!options_.checkpoint_dir.empty() || options_.checkpoint_every_steps != 0 || !options_.dump_step.empty() ||
-        options_.non_finite != train::NonFinitePolicy::stop)
-      throw ConfigError("DevicePretrainer: checkpoints, step dumps and skipping non-finite steps are not implemented on the GPU");
+    if (!options_.dump_step.empty() || options_.non_finite != train::NonFinitePolicy::stop)
+      throw ConfigError("DevicePretrainer: step dumps and skipping non-finite steps are not implemented on the GPU");
     const int A = options_.accumulation;
     if (A < 1 || controller_.run().iters_per_epoch % A != 0 ||
         (options_.max_steps_per_epoch > 0 && options_.max_steps_per_epoch % A != 0))
       throw ConfigError("DevicePretrainer: accumulation " + std::to_string(A) +
                         " must be >= 1 and divide the iterations per epoch");
     build_units();
-    if (!options_.out_dir.empty()) {
-      std::filesystem::create_directories(options_.out_dir);
-      metrics_.emplace(options_.out_dir / "metrics.jsonl", io::MetricsLog::Mode::truncate);
-    }
+    if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
+    train::PretrainOptions twin_options = options_;
+    twin_options.out_dir.clear();  // the metrics log is this trainer's alone
+    twin_options.progress = false;
+    twin_.emplace(host_encoder_, host_objective_, masking_, controller_, host_adam_, twin_options);
   }
 
   // Runs the whole schedule over `loader` (its length is the iterations per epoch).
+  // After resume() it continues from the checkpoint's position.
   std::vector<train::EpochReport> fit(data::Loader& loader) {
     std::vector<train::EpochReport> reports;
     io::ProgressBar bar(std::cout);
     const std::int64_t iters = controller_.run().iters_per_epoch;
     reserve_loss_slots(iters);
     std::vector<double> host_slots;
-    for (int epoch = 0; epoch < options_.epochs; ++epoch) {
-      loader.start_epoch(std::uint64_t(epoch), 0);
+    const int first_epoch = int(next_iteration_ / iters);
+    std::int64_t first_batch = next_iteration_ % iters;
+    for (int epoch = first_epoch; epoch < options_.epochs; ++epoch, first_batch = 0) {
+      loader.start_epoch(std::uint64_t(epoch), std::min(first_batch, loader.batches_per_epoch()));
       const std::int64_t steps = options_.max_steps_per_epoch > 0 ? std::min(options_.max_steps_per_epoch, iters) : iters;
       if (options_.progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
       std::int64_t images = 0, unreported_images = 0, done = 0;
-      for (std::int64_t s = 0; s < steps; ++s) {
+      // Loss slot k holds the epoch's (first_batch + k)-th micro-batch.
+      for (std::int64_t s = first_batch; s < steps; ++s) {
         auto batch = loader.next();
         if (!batch) break;
-        const std::int64_t g = std::int64_t(epoch) * iters + s;
-        enqueue_step(batch->images, g, s);
+        const std::int64_t g = std::int64_t(epoch) * iters + s, slot = s - first_batch;
+        enqueue_step(batch->images, g, slot);
         images += batch->size(), unreported_images += batch->size(), ++done;
         if (g % options_.log_every == 0) {  // the only reads inside an epoch: they wait for the GPU
-          const double loss = read_loss(s);
+          const double loss = read_loss(slot);
           if (!std::isfinite(loss)) throw_non_finite(g);
           if (options_.progress) bar.update(s + 1, loss, unreported_images), unreported_images = 0;
-          if (metrics_) log_step(epoch, g, loss);
+          if (metrics()) log_step(epoch, g, loss);
         }
+        if (options_.checkpoint_every_steps > 0 && next_iteration_ % options_.checkpoint_every_steps == 0 &&
+            !options_.checkpoint_dir.empty())
+          save_checkpoint_checked(epoch * iters + first_batch, slot + 1);
       }
       host_slots.assign(std::size_t(kSlotDoubles * done), 0.0);
       if (done > 0)
@@ -128,25 +147,30 @@ class DevicePretrainer {
       double loss_sum = 0;
       for (std::int64_t s = 0; s < done; ++s) {
         const double loss = host_slots[std::size_t(kSlotDoubles * s)];
-        if (!std::isfinite(loss)) throw_non_finite(std::int64_t(epoch) * iters + s);
+        if (!std::isfinite(loss)) throw_non_finite(std::int64_t(epoch) * iters + first_batch + s);
         loss_sum += loss;
       }
       if (options_.progress) {
-        if (unreported_images > 0) bar.update(done, host_slots[std::size_t(kSlotDoubles * (done - 1))], unreported_images);
+        if (unreported_images > 0)
+          bar.update(first_batch + done, host_slots[std::size_t(kSlotDoubles * (done - 1))], unreported_images);
         bar.end_epoch();
       }
+      next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
+      if (!options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
+          ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs))
+        save_checkpoint();  // every loss of the epoch was read above: the state is a good one
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       train::EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
                            controller_.first_active_unit()};
       reports.push_back(r);
-      if (metrics_) {
+      if (metrics()) {
         io::Json record = train::epoch_record(r);
         if constexpr (P::loss_scaling) {
           const optim::LossScaleState scaling = optimizer_.settle_loss_scale();
           record["loss_scale"] = double(scaling.scale);
           record["skipped_steps"] = scaling.skipped_steps;
         }
-        metrics_->log(record);
+        metrics()->log(record);
       }
     }
     return reports;
@@ -162,23 +186,71 @@ class DevicePretrainer {
     return loss;
   }
 
+  // ---- checkpoints (the twin's format; see the top of this file) --------------------------------
+
+  // Saves into options.checkpoint_dir as ckpt-<next iteration>.safetensors (waits for the GPU) and
+  // prunes old ones, as train::Pretrainer::save_checkpoint.
+  std::filesystem::path save_checkpoint() {
+    if (options_.checkpoint_dir.empty()) throw ConfigError("DevicePretrainer::save_checkpoint: no checkpoint_dir set");
+    download();
+    twin_->set_next_iteration(next_iteration_);
+    return twin_->save_checkpoint();
+  }
+  void save_checkpoint(const std::filesystem::path& file) {
+    download();
+    twin_->set_next_iteration(next_iteration_);
+    twin_->save_checkpoint(file);
+  }
+
+  // "auto": the newest intact checkpoint in options.checkpoint_dir (none: nothing changes, returns
+  // nullopt); anything else is a checkpoint file. The file is verified completely before anything
+  // changes; then the host models and the device take its state and fit() continues from there.
+  std::optional<std::filesystem::path> resume(const std::string& what) {
+    std::optional<std::filesystem::path> from = twin_->resume(what);
+    if (!from) return from;
+    upload_host_state();
+    next_iteration_ = twin_->next_iteration();
+    resumed_ = true;
+    if (metrics()) {
+      io::Json rec = io::Json::object();
+      rec["kind"] = "resume";
+      rec["iteration"] = next_iteration_;
+      rec["file"] = from->string();
+      metrics()->log(rec);
+    }
+    return from;
+  }
+
+  // The next global iteration (after a resume: the checkpoint's).
+  std::int64_t next_iteration() const { return next_iteration_; }
+
   // Copies the trained values into the host encoder and objective (their parameter lists match the
   // device's one for one, by name), freezes on the host what froze on the device and drops the host
   // objective's taps the device dropped, so the host models end as train::Pretrainer leaves them.
+  // The AdamW state (moments, step counts) goes to the host optimizer the checkpoints are written from.
   void download() {
-    vitfreeze::nn::ParameterList<float> host;
-    host_encoder_.collect_parameters(host);
-    host_objective_.collect_parameters(host);
+    if constexpr (P::loss_scaling) optimizer_.settle_loss_scale();  // step counts of a skipped update
+    const vitfreeze::nn::ParameterList<float> host = host_parameters();
     const auto& device = optimizer_.parameters();
-    if (host.size() != device.size())
-      throw ConfigError("DevicePretrainer::download: " + std::to_string(device.size()) + " device tensors for " +
-                        std::to_string(host.size()) + " host parameters");
     for (std::size_t i = 0; i < host.size(); ++i) {
-      if (host[i]->name != device[i]->name)
-        throw ConfigError("DevicePretrainer::download: device tensor " + device[i]->name + " where the host has " +
-                          host[i]->name);
       device[i]->values_to_host(ctx_, *host[i]);
-      if (!device[i]->trainable()) host[i]->freeze();
+      if (!device[i]->trainable()) {
+        host[i]->freeze();
+        host_adam_.release(*host[i]);
+        continue;
+      }
+      host[i]->unfreeze();
+      if (device[i]->step == 0) {
+        host_adam_.release(*host[i]);
+        continue;
+      }
+      auto& state = host_adam_.mutable_state(*host[i]);
+      if (state.m.empty() || state.m.shape() != host[i]->value.shape()) {
+        state.m = Tensor<float>(host[i]->value.shape());
+        state.v = Tensor<float>(host[i]->value.shape());
+      }
+      device[i]->moments_to_host(ctx_, state.m, state.v);
+      state.step = device[i]->step;
     }
     if constexpr (kHasTaps && train::ObjectiveWithTaps<HostObjective, float>)
       for (int k = 0; k < model_.tap_count(); ++k)
@@ -186,6 +258,8 @@ class DevicePretrainer {
   }
 
   DeviceObjective& model() { return model_; }
+  // The host optimizer the checkpoints are written from (filled by download()).
+  const optim::AdamW<float>& host_optimizer() const { return host_adam_; }
   // fp16: the loss-scaling state once the queued steps are done (waits for the GPU).
   optim::LossScaleState loss_scale_state() { return optimizer_.settle_loss_scale(); }
   // Every device tensor the optimizer holds, in the host models' parameter order.
@@ -194,6 +268,58 @@ class DevicePretrainer {
   const std::vector<int>& unit_of_parameter() const { return unit_of_; }
 
  private:
+  // The host models' parameters, checked one for one (by name) against the device's tensors.
+  vitfreeze::nn::ParameterList<float> host_parameters() const {
+    vitfreeze::nn::ParameterList<float> host;
+    host_encoder_.collect_parameters(host);
+    host_objective_.collect_parameters(host);
+    const auto& device = optimizer_.parameters();
+    if (host.size() != device.size())
+      throw ConfigError("DevicePretrainer: " + std::to_string(device.size()) + " device tensors for " +
+                        std::to_string(host.size()) + " host parameters");
+    for (std::size_t i = 0; i < host.size(); ++i)
+      if (host[i]->name != device[i]->name)
+        throw ConfigError("DevicePretrainer: device tensor " + device[i]->name + " where the host has " + host[i]->name);
+    return host;
+  }
+
+  // After the twin restored a checkpoint into the host objects: the device takes values, state and
+  // the frozen prefix from them, and drops the taps of frozen units (as the twin did on the host).
+  void upload_host_state() {
+    const vitfreeze::nn::ParameterList<float> host = host_parameters();
+    const auto& device = optimizer_.parameters();
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const auto* s = host_adam_.state(*host[i]);
+      const bool has_state = s && !s->m.empty();
+      device[i]->assign_from_host(ctx_, *host[i], has_state ? &s->m : nullptr, has_state ? &s->v : nullptr,
+                                  has_state ? s->step : 0);
+    }
+    apply_freezing();
+    for (int u = 0; u < controller_.first_active_unit(); ++u) drop_taps_of_unit(u);
+  }
+
+  // A checkpoint in the middle of an epoch: the losses of the slots [first, first + count) of this
+  // epoch are read first, so that a non-finite one stops the run before it is saved.
+  void save_checkpoint_checked(std::int64_t first_g, std::int64_t count) {
+    std::vector<double> slots(std::size_t(kSlotDoubles * count));
+    check(cudaMemcpyAsync(slots.data(), loss_slots_.data(), sizeof(double) * slots.size(), cudaMemcpyDeviceToHost,
+                          ctx_.stream()),
+          "cudaMemcpyAsync(loss slots)");
+    ctx_.synchronize();
+    for (std::int64_t k = 0; k < count; ++k)
+      if (!std::isfinite(slots[std::size_t(kSlotDoubles * k)])) throw_non_finite(first_g + k);
+    save_checkpoint();
+  }
+
+  // Opened on first use: appended to after a resume, started afresh otherwise.
+  io::MetricsLog* metrics() {
+    if (options_.out_dir.empty()) return nullptr;
+    if (!metrics_)
+      metrics_.emplace(options_.out_dir / "metrics.jsonl", resumed_ ? io::MetricsLog::Mode::append
+                                                                     : io::MetricsLog::Mode::truncate);
+    return &*metrics_;
+  }
+
   static DeviceParameterList<T> collect(DeviceObjective& m) {
     DeviceParameterList<T> out;
     m.collect_parameters(out);
@@ -287,6 +413,7 @@ class DevicePretrainer {
     const auto device_masks = upload_masks_for(ctx_, model_, masks);
     model_.forward_backward(ctx_, data_of<float>(device_images), device_masks,
                             loss_slots_.as<double>() + kSlotDoubles * slot, optimizer_.loss_scale_device());
+    next_iteration_ = g + 1;
     if (offset + 1 < A) return;  // gradients keep accumulating until the window's last micro-batch
     const auto& params = optimizer_.parameters();
     for (std::size_t i = 0; i < params.size(); ++i)
@@ -307,12 +434,13 @@ class DevicePretrainer {
   [[noreturn]] void throw_non_finite(std::int64_t g) const {
     throw NumericError("non-finite loss at iteration " + std::to_string(g) +
                        " (the GPU run reads its losses every " + std::to_string(options_.log_every) +
-                       " iterations and at each epoch's end; no checkpoint is written on the GPU)");
+                       " iterations and at each epoch's end, so later steps already ran: resume from the newest "
+                       "checkpoint, which was saved after all its losses were read)");
   }
 
-  void log_step(int epoch, std::int64_t g, double loss) { metrics_->log(train::step_record(epoch, g, loss, controller_)); }
+  void log_step(int epoch, std::int64_t g, double loss) { metrics()->log(train::step_record(epoch, g, loss, controller_)); }
   void log_freeze(int u) {
-    if (metrics_) metrics_->log(train::freeze_record(u, controller_.last_step()));
+    if (metrics()) metrics()->log(train::freeze_record(u, controller_.last_step()));
   }
 
   CudaContext& ctx_;
@@ -327,6 +455,10 @@ class DevicePretrainer {
   std::vector<double> lrs_;
   DeviceBuffer loss_slots_;
   std::optional<io::MetricsLog> metrics_;
+  optim::AdamW<float> host_adam_{optimizer_.options()};  // the twin's optimizer: state copied in by download()
+  std::optional<train::Pretrainer<HostEncoder, HostObjective, Masking, float>> twin_;
+  std::int64_t next_iteration_ = 0;
+  bool resumed_ = false;
 };
 
 }  // namespace vitfreeze::cuda::nn
