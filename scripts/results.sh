@@ -4,14 +4,9 @@
 # runs/results/<name>/summary.json and prints the markdown table (scripts/results_table.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/results_common.sh
 bash scripts/build.sh --target vitfreeze_pretrain >/dev/null
-common=(--epochs 4 --warmup 1 --train-subset 20000 --probe-subset 20000 --probe-epochs 10
-        --finetune-epochs 1 --finetune-subset 10000 --seed 0)
-run() {
-  local name=$1; shift
-  echo "== $name: vitfreeze_pretrain ${common[*]} $*"
-  ./build/examples/vitfreeze_pretrain "${common[@]}" "$@" --out "runs/results/$name" | tr '\r' '\n' | grep -v 'eta ' || true
-}
+run() { local name=$1; shift; run_recipe "runs/results/$name" --seed 0 "$@"; }
 run scratch            --epochs 0
 run mae                --objective mae --schedule none
 run localmim           --objective localmim --schedule none
