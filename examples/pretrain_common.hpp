@@ -171,9 +171,10 @@ struct RunBasics {
   int epochs = 0, warmup = 0, accumulation = 1;
   std::int64_t batch = 0;
   std::uint64_t seed = 0;
-  double lr = 0;  // blr * batch * accumulation / 256
+  double lr = 0;  // blr * batch * accumulation * ranks / 256 (the batch of one update)
 
-  static RunBasics read(const Args& args) {
+  // `ranks`: processes training together (vitfreeze_pretrain_mpi), each with --batch samples.
+  static RunBasics read(const Args& args, int ranks = 1) {
     RunBasics b;
     b.out = args.get("out", "runs/pretrain");
     std::filesystem::create_directories(b.out);
@@ -182,7 +183,7 @@ struct RunBasics {
     b.batch = std::int64_t(args.num("batch", 128));
     b.seed = std::uint64_t(args.num("seed", 0));
     b.accumulation = int(args.num("accumulation", 1));
-    b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation / 256.0;
+    b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation * ranks / 256.0;
     return b;
   }
 };
@@ -201,12 +202,14 @@ struct PretrainData {
 };
 
 // Pretraining augmentation and loader: shuffled with the run's seed, last partial batch dropped.
+// Data parallel: this rank's shard of every epoch (equal shards, so every rank takes as many steps).
 template <ViTSpec S>
-data::Loader pretrain_loader(const PretrainData& d, const RunBasics& b) {
+data::Loader pretrain_loader(const PretrainData& d, const RunBasics& b, int rank = 0, int ranks = 1) {
   data::Transform augment{data::RandomResizedCrop{S.image, 0.2, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
                           std::nullopt, 0.5, d.norm};
   return data::Loader(d.train, augment,
-                      {.batch_size = b.batch, .shuffle = true, .last_batch = data::LastBatch::drop, .seed = b.seed});
+                      {.batch_size = b.batch, .shuffle = true, .last_batch = data::LastBatch::drop, .seed = b.seed,
+                       .rank = rank, .world = ranks, .shard_tail = data::ShardTail::drop});
 }
 
 // The freeze schedule over the units (depth + 1, or depth with --dont-freeze-pe) and its LRs.
@@ -297,6 +300,8 @@ template <class Trainer>
 void resume_if_asked(const Args& args, Trainer& trainer, const train::PretrainOptions& opt) {
   if (!args.has("resume")) return;
   const auto from = trainer.resume(args.get("resume", "auto"));
+  if constexpr (requires { trainer.is_root(); })
+    if (!trainer.is_root()) return;  // data parallel: every rank resumed, rank 0 says so
   if (from)
     std::cout << "resuming from " << from->string() << " at iteration " << trainer.next_iteration() << "\n";
   else

@@ -2,24 +2,45 @@
 // freezing, then a linear probe on the frozen encoder; prints test top-1 / top-5 and writes
 // metrics.jsonl, summary.json and loss.png to --out. The GPU build of the same job is
 // vitfreeze_pretrain_cuda; what the two share is in pretrain_common.hpp.
+//
+// Built with VITFREEZE_WITH_MPI this file is vitfreeze_pretrain_mpi: started by mpiexec, the ranks
+// pretrain one model data parallel (each --batch samples of its shard per step, gradients summed
+// over the ranks, the LR scaled to the global batch), and rank 0 alone writes files and evaluates.
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "pretrain_common.hpp"
 #include "vitfreeze/backend/cpu/parallel.hpp"
+#ifdef VITFREEZE_WITH_MPI
+#include "vitfreeze/dist/mpi.hpp"
+#endif
 
 namespace vf = vitfreeze;
 namespace ex = vitfreeze::examples;
 
 namespace {
 
+std::string data_parallel_banner(int ranks, const ex::RunBasics& b) {
+  if (ranks == 1) return "";
+  return ", data parallel over " + std::to_string(ranks) + " ranks x batch " + std::to_string(b.batch) + " (global " +
+         std::to_string(b.batch * ranks) + ")";
+}
+
+#ifdef VITFREEZE_WITH_MPI
+constexpr const char* kProgram = "vitfreeze_pretrain_mpi";
+#else
+constexpr const char* kProgram = "vitfreeze_pretrain";
+#endif
+
 template <vf::ViTSpec S, class Objective>
-int run(const ex::Args& args) {
-  const auto b = ex::RunBasics::read(args);
+int run(const ex::Args& args, vf::dist::Communicator* group) {
+  const int rank = group ? group->rank() : 0, ranks = group ? group->world() : 1;
+  const auto b = ex::RunBasics::read(args, ranks);
   const auto d = ex::PretrainData::load(args, b);
-  auto loader = ex::pretrain_loader<S>(d, b);
+  auto loader = ex::pretrain_loader<S>(d, b, rank, ranks);
 
   vf::nn::ViT<S, float> encoder(b.seed);
   ex::PretrainOutcome pre(args);
@@ -30,6 +51,8 @@ int run(const ex::Args& args) {
 
     vf::train::PretrainOptions opt = fs.options(b);
     ex::set_checkpoint_options(args, b, d, Objective::name, opt);
+    opt.communicator = group;
+    if (ranks > 1) opt.recipe.set("ranks", ranks);  // the shards, and so the data order, depend on it
     const std::string non_finite = args.get("non-finite", "stop");
     if (non_finite == "stop") {
       opt.non_finite = vf::train::NonFinitePolicy::stop;
@@ -49,32 +72,53 @@ int run(const ex::Args& args) {
     vf::train::Pretrainer trainer(encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
                                   adam, opt);
 
-    std::cout << fs.banner(S, Objective::name, d.train.count, b) << "\n";
+    if (rank == 0) std::cout << fs.banner(S, Objective::name, d.train.count, b) << data_parallel_banner(ranks, b) << "\n";
     ex::resume_if_asked(args, trainer, opt);
     const auto t0 = std::chrono::steady_clock::now();
     pre.reports = trainer.fit(loader);
     pre.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rank != 0) return 0;  // the model is the same on every rank: rank 0 reports on it
+    if (const auto* replicas = trainer.replicas())
+      std::cout << "gradient allreduce: " << replicas->updates() << " updates, "
+                << double(replicas->gradient_elements_sent()) * sizeof(float) / 1e6 << " MB sent per rank, "
+                << replicas->allreduce_seconds() << " s\n";
     ex::write_pretrain_figures(args, b, d, encoder, objective, pre.reports);
   } else {
+    if (rank != 0) return 0;
     std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
   }
-  return ex::evaluate_and_summarise(args, b, d, encoder, Objective::name, pre);
+  vf::io::Json extra = vf::io::Json::object();
+  if (ranks > 1) extra["ranks"] = ranks;
+  return ex::evaluate_and_summarise(args, b, d, encoder, Objective::name, pre, extra);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef VITFREEZE_WITH_MPI
+  std::optional<vf::dist::MpiSession> session;
+  std::optional<vf::dist::MpiCommunicator> world;
+#endif
   try {
+    vf::dist::Communicator* group = nullptr;
+#ifdef VITFREEZE_WITH_MPI
+    session.emplace(argc, argv);
+    group = &world.emplace();
+#endif
     const ex::Args args = ex::parse_args(argc, argv);
     if (args.has("help")) {
-      std::cout << "vitfreeze_pretrain: MAE pretraining of a ViT with progressive layer freezing, then a linear probe.\n"
+      std::cout << kProgram << ": MAE pretraining of a ViT with progressive layer freezing, then a linear probe.\n"
                 << ex::kPretrainFlagsHelp;
       return 0;
     }
     if (args.has("threads")) vf::cpu::set_thread_count(int(args.num("threads", 0)));
-    return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(args); });
+    return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(args, group); });
   } catch (const std::exception& e) {
-    std::cerr << "vitfreeze_pretrain: " << e.what() << "\n";
+    std::cerr << kProgram << ": " << e.what() << "\n";
+#ifdef VITFREEZE_WITH_MPI
+    // A rank that fails alone would leave the others waiting in a collective: end the whole job.
+    if (world && world->world() > 1) MPI_Abort(MPI_COMM_WORLD, 2);
+#endif
     return 2;
   }
 }

@@ -3,12 +3,14 @@
 #   scripts/deps.sh           build, tests and the main job
 #   scripts/deps.sh fuzz      + clang 14 and its sanitizer/libFuzzer runtime (scripts/fuzz.sh)
 #   scripts/deps.sh bench     + Debian's PyTorch for the side-by-side benchmarks
+#   scripts/deps.sh mpi       + Open MPI (data-parallel example vitfreeze_pretrain_mpi and its tests)
 set -euo pipefail
 packages=(g++ cmake make pkg-config libeigen3-dev doctest-dev libstb-dev zlib1g-dev dataset-fashion-mnist)
 for group in "$@"; do
   case "$group" in
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
-    bench) packages+=(python3-torch python3-numpy) ;;
+    bench) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;  # OpenBLAS, not netlib, for torch
+    mpi) packages+=(libopenmpi-dev openmpi-bin) ;;
     *) echo "deps: unknown group $group" >&2; exit 2 ;;
   esac
 done

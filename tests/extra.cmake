@@ -27,3 +27,18 @@ if(VITFREEZE_HAVE_CUDA)
     set_tests_properties(cuda:${name} PROPERTIES SKIP_RETURN_CODE 77)
   endforeach()
 endif()
+
+# ---- MPI: data-parallel training under mpiexec with 2 and 3 ranks (one thread each) ---------------
+# Open MPI refuses root unless told; ranks may outnumber the cores (CI has two). LeakSanitizer is off
+# for these runs only: Open MPI keeps allocations until exit by design.
+if(VITFREEZE_HAVE_MPI)
+  add_executable(test_data_parallel ${CMAKE_CURRENT_SOURCE_DIR}/mpi/test_data_parallel.cpp)
+  target_link_libraries(test_data_parallel PRIVATE vitfreeze::vitfreeze doctest::doctest MPI::MPI_CXX vitfreeze_dev_flags)
+  foreach(ranks 2 3)
+    add_test(NAME mpi:data_parallel_${ranks}_ranks
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${ranks} --oversubscribe --bind-to none ${MPIEXEC_PREFLAGS}
+                     $<TARGET_FILE:test_data_parallel> ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(mpi:data_parallel_${ranks}_ranks PROPERTIES TIMEOUT 600 PROCESSORS ${ranks}
+      ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1;ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
+  endforeach()
+endif()

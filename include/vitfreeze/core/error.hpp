@@ -55,6 +55,13 @@ class NumericError : public Error {
   using Error::Error;
 };
 
+// A collective operation between ranks failed, or the ranks disagree (replicas drifted apart,
+// different recipes, different checkpoints); the message names the operation and the reason.
+class DistributedError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A CUDA, cuBLAS, cuDNN or NCCL call failed; the message names the call and the reason.
 class CudaError : public Error {
  public:

@@ -11,6 +11,13 @@
 // loader's deterministic order, and the skipped-step count. Masks depend only on (seed, g) and
 // batches only on (seed, epoch, batch), gradients are zero between steps, so a fresh trainer that
 // loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU).
+//
+// Data parallel (options.communicator, dist/): each rank steps on its own shard of the batch, the
+// active units' gradients are summed over the ranks before every update, and decisions that must
+// be the same everywhere (skip or stop on a non-finite value, checkpoint success) are taken
+// together. The window's global sample layout is micro-batch-major, then rank: rank r's sample i of
+// micro-batch a is global sample (a * world + r) * B + i for its masks, so W ranks of B samples
+// compute the update one process would on the W*B samples stacked in rank order.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -19,6 +26,7 @@
 #include <set>
 
 #include "vitfreeze/data/loader.hpp"
+#include "vitfreeze/dist/replica_group.hpp"
 #include "vitfreeze/freeze/controller.hpp"
 #include "vitfreeze/freeze/semantics.hpp"
 #include "vitfreeze/io/checkpoint.hpp"
@@ -77,6 +85,12 @@ struct PretrainOptions {
   // Writes one step's input, mask, loss, parameters and gradients to this file (see dump_step()).
   std::filesystem::path dump_step;
   std::int64_t dump_iteration = -1;  // which iteration; -1: the first step this trainer runs
+
+  // Data parallel training: the group of ranks this trainer is one of (nullptr: a single process).
+  // Every rank constructs its trainer with the same options and feeds it its own shard (a Loader
+  // with this rank and world). Only rank 0 writes checkpoints, metrics and the progress bar; every
+  // rank reads checkpoints (a file system all ranks see). Must outlive the trainer.
+  dist::Communicator* communicator = nullptr;
 };
 
 struct EpochReport {
@@ -135,6 +149,10 @@ class Pretrainer {
         options_.checkpoint_every_steps % A != 0)
       throw ConfigError("Pretrainer: accumulation " + std::to_string(A) +
                         " must be >= 1 and divide the iterations per epoch and checkpoint_every_steps");
+    if (options_.communicator) {
+      replicas_.emplace(*options_.communicator);
+      replicas_->join(all_parameters(), architecture().dump() + recipe().dump());
+    }
   }
 
   // One optimisation step on a batch at global iteration g. Returns the loss.
@@ -147,37 +165,34 @@ class Pretrainer {
     }
     static constexpr ViTSpec S = Encoder::spec;
     const int B = int(images.dim(0));
+    const std::int64_t first_sample = (offset * world() + rank()) * B;
     const mim::MaskSet masks = masking_.make(B, S.grid(), S.grid(), options_.seed, std::uint64_t(window),
-                                             std::uint32_t(offset * B));
+                                             std::uint32_t(first_sample));
     tape_.reset();
     auto out = objective_.forward(tape_, encoder_, images, masks);
     const double loss = double(tape_.value(out.loss)[0]);
     const bool loss_finite = std::isfinite(loss);
     if (loss_finite) {
-      if (A == 1)
+      // Ranks weight their batches by size; the group divides by the window's total (ReplicaGroup).
+      const double seed = replicas_ ? double(B) / A : 1.0 / A;
+      if (seed == 1.0)
         tape_.backward(out.loss);
       else
-        tape_.backward(out.loss, Tensor<T>::full(Shape{1}, T(1.0 / A)));
+        tape_.backward(out.loss, Tensor<T>::full(Shape{1}, T(seed)));
     }
-    if (!options_.dump_step.empty() && !dumped_ && (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
+    if (!options_.dump_step.empty() && !dumped_ && is_root() &&
+        (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
       dump_step(options_.dump_step, images, masks, loss, g);
       dumped_ = true;
     }
+    if (replicas_) return finish_distributed(g, B, loss);
     if (!loss_finite || window_failed_) return on_non_finite(g, loss_finite ? NAN : loss);
     if (offset + 1 < A) {  // gradients keep accumulating until the window's last micro-batch
       next_iteration_ = g + 1;
       return loss;
     }
     if (!gradients_finite()) return on_non_finite(g, NAN);
-    for (std::size_t u = 0; u < units_.size(); ++u) {
-      if (!controller_.is_active(int(u))) continue;
-      const double lr = controller_.lr(int(u));
-      for (auto* p : units_[u]) optimizer_.update(*p, lr);
-    }
-    for (auto* p : always_trained_) optimizer_.update(*p, controller_.global_lr());
-    zero_gradients();
-    next_iteration_ = g + 1;
-    return loss;
+    return apply_update(g, loss);
   }
 
   // Runs the whole schedule over `loader` (its length is the iterations per epoch). After
@@ -195,7 +210,8 @@ class Pretrainer {
     for (int epoch = first_epoch; epoch < options_.epochs; ++epoch, first_batch = 0) {
       loader.start_epoch(std::uint64_t(epoch), std::min(first_batch, loader.batches_per_epoch()));
       const std::int64_t steps = options_.max_steps_per_epoch > 0 ? std::min(options_.max_steps_per_epoch, iters) : iters;
-      if (options_.progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
+      const bool progress = options_.progress && is_root();
+      if (progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
       double loss_sum = 0;
       std::int64_t images = 0, done = 0;
@@ -204,14 +220,14 @@ class Pretrainer {
         if (!batch) break;
         const std::int64_t g = std::int64_t(epoch) * iters + s;
         const double loss = step(batch->images, g);
-        loss_sum += loss, images += batch->size(), ++done;
-        if (options_.progress) bar.update(s + 1, loss, batch->size());
+        loss_sum += loss, images += batch->size() * world(), ++done;  // all ranks' images (equal shards)
+        if (progress) bar.update(s + 1, loss, batch->size() * world());
         if (metrics() && (g % options_.log_every == 0)) log_step(epoch, g, loss);
         if (options_.checkpoint_every_steps > 0 && next_iteration_ % options_.checkpoint_every_steps == 0 &&
             !options_.checkpoint_dir.empty())
           save_checkpoint();
       }
-      if (options_.progress) bar.end_epoch();
+      if (progress) bar.end_epoch();
       next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
       if (!options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
           ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs))
@@ -288,32 +304,52 @@ class Pretrainer {
   }
 
   // Saves into options.checkpoint_dir as ckpt-<next iteration>.safetensors and prunes old ones.
+  // Data parallel: collective; the replicas are checked to be identical, rank 0 writes, and a failed
+  // write throws on every rank.
   std::filesystem::path save_checkpoint() {
     if (options_.checkpoint_dir.empty()) throw ConfigError("Pretrainer::save_checkpoint: no checkpoint_dir set");
-    return io::write_checkpoint(options_.checkpoint_dir, next_iteration_, checkpoint_writer(), options_.keep_checkpoints);
+    auto write = [&] {
+      return io::write_checkpoint(options_.checkpoint_dir, next_iteration_, checkpoint_writer(), options_.keep_checkpoints);
+    };
+    if (!replicas_) return write();
+    replicas_->check_identical(all_parameters(), next_iteration_, "before saving a checkpoint");
+    std::exception_ptr failure;
+    if (is_root()) try {
+        write();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    replicas_->settle(failure, "rank 0 writing the checkpoint");
+    return options_.checkpoint_dir / io::checkpoint_file_name(next_iteration_);
   }
   void save_checkpoint(const std::filesystem::path& file) const { checkpoint_writer().write(file); }
 
   // Verifies `file` completely (checksums, configuration, every tensor) and only then restores the
   // model, optimiser, controller and position; fit() continues from there.
   void load_checkpoint(const std::filesystem::path& file) {
-    restore(io::open_checkpoint(file, architecture(), recipe()));
+    collectively("loading " + file.string(), [&] { restore(io::open_checkpoint(file, architecture(), recipe())); });
   }
 
   // "auto": the newest intact checkpoint in options.checkpoint_dir (none: start fresh, returns
   // nullopt); anything else is a checkpoint file. Returns the file loaded.
+  // Data parallel: every rank reads the file (or finds the newest) itself, and then the ranks must
+  // agree on the restored state.
   std::optional<std::filesystem::path> resume(const std::string& what) {
     if (what != "auto") {
       load_checkpoint(what);
       return std::filesystem::path(what);
     }
     if (options_.checkpoint_dir.empty()) throw ConfigError("resume auto: no checkpoint directory configured");
-    auto found = io::open_latest_checkpoint(options_.checkpoint_dir, architecture(), recipe(), [](const CheckpointError& e) {
-      std::cerr << "warning: skipping unreadable checkpoint: " << e.what() << "\n";
+    std::optional<std::filesystem::path> loaded;
+    collectively("resuming from " + options_.checkpoint_dir.string(), [&] {
+      auto found = io::open_latest_checkpoint(options_.checkpoint_dir, architecture(), recipe(), [](const CheckpointError& e) {
+        std::cerr << "warning: skipping unreadable checkpoint: " << e.what() << "\n";
+      });
+      if (!found) return;
+      restore(found->reader);
+      loaded = found->path;
     });
-    if (!found) return std::nullopt;
-    restore(found->reader);
-    return found->path;
+    return loaded;
   }
 
   // The next global iteration step() expects (after a resume: the checkpoint's).
@@ -347,6 +383,11 @@ class Pretrainer {
 
   const std::vector<nn::ParameterList<T>>& units() const { return units_; }
   std::int64_t skipped_steps() const { return skipped_; }
+  int rank() const { return replicas_ ? replicas_->rank() : 0; }
+  int world() const { return replicas_ ? replicas_->world() : 1; }
+  bool is_root() const { return rank() == 0; }
+  // Data parallel: the group (traffic counters), or nullptr for a single process.
+  const dist::ReplicaGroup<T>* replicas() const { return replicas_ ? &*replicas_ : nullptr; }
   Tape<T>& tape() { return tape_; }
   // Every parameter the trainer updates: the units' in order, then the never-frozen ones.
   nn::ParameterList<T> all_parameters() const {
@@ -357,13 +398,64 @@ class Pretrainer {
   }
 
  private:
-  // Opened on first use: appended to after a resume, started afresh otherwise.
+  // Opened on first use: appended to after a resume, started afresh otherwise. Rank 0's only.
   io::MetricsLog* metrics() {
-    if (options_.out_dir.empty()) return nullptr;
+    if (options_.out_dir.empty() || !is_root()) return nullptr;
     if (!metrics_)
       metrics_.emplace(options_.out_dir / "metrics.jsonl", resumed_from_ ? io::MetricsLog::Mode::append
                                                                           : io::MetricsLog::Mode::truncate);
     return &*metrics_;
+  }
+
+  // The update at the end of an accumulation window: AdamW on the active units at their LRs.
+  double apply_update(std::int64_t g, double loss) {
+    for (std::size_t u = 0; u < units_.size(); ++u) {
+      if (!controller_.is_active(int(u))) continue;
+      const double lr = controller_.lr(int(u));
+      for (auto* p : units_[u]) optimizer_.update(*p, lr);
+    }
+    for (auto* p : always_trained_) optimizer_.update(*p, controller_.global_lr());
+    zero_gradients();
+    next_iteration_ = g + 1;
+    return loss;
+  }
+
+  // Data parallel: a non-finite loss anywhere is remembered until the window's end, where one
+  // allreduce sums the gradients and tells every rank the same verdict; inner micro-batches return
+  // their rank's own loss, the window's last the loss over all ranks.
+  double finish_distributed(std::int64_t g, int samples, double loss) {
+    const int A = options_.accumulation;
+    if (g % A == 0) window_samples_ = 0;
+    window_samples_ += samples;
+    if (!std::isfinite(loss)) window_failed_ = true;
+    if ((g + 1) % A != 0) {
+      next_iteration_ = g + 1;
+      return loss;
+    }
+    nn::ParameterList<T> active;
+    for (std::size_t u = 0; u < units_.size(); ++u)
+      if (controller_.is_active(int(u))) active.insert(active.end(), units_[u].begin(), units_[u].end());
+    active.insert(active.end(), always_trained_.begin(), always_trained_.end());
+    const auto outcome = replicas_->allreduce_gradients(
+        active, {double(window_samples_), double(samples), loss, !window_failed_}, A);
+    window_failed_ = false;
+    if (outcome.failed || !gradients_finite()) return on_non_finite(g, outcome.failed ? INFINITY : NAN);
+    return apply_update(g, outcome.loss);
+  }
+
+  // Runs `work` on every rank; a failure on any rank throws on all (single process: just runs it).
+  // After the work, the ranks must hold the same state.
+  template <class Work>
+  void collectively(const std::string& what, Work&& work) {
+    if (!replicas_) return work();
+    std::exception_ptr failure;
+    try {
+      work();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    replicas_->settle(failure, what);
+    replicas_->check_identical(all_parameters(), next_iteration_, "after " + what);
   }
 
   void zero_gradients() {
@@ -520,6 +612,8 @@ class Pretrainer {
   std::vector<nn::ParameterList<T>> units_;
   nn::ParameterList<T> always_trained_;
   std::optional<io::MetricsLog> metrics_;
+  std::optional<dist::ReplicaGroup<T>> replicas_;
+  std::int64_t window_samples_ = 0;  // data parallel: this rank's samples in the current window
   std::int64_t skipped_ = 0;
   bool window_failed_ = false;  // a micro-batch of the current accumulation window was non-finite
   std::int64_t next_iteration_ = 0;

@@ -113,16 +113,12 @@ std::vector<kernels::AdamWSlice> adamw_table(std::span<const AdamWTensor> tensor
 template <AdamWHyperParameters Options>
 void adamw_launch(CudaContext& ctx, const kernels::AdamWSlice* device_table, std::size_t count, std::int64_t largest,
                   const Options& options, const LossScaleState* scaling = nullptr) {
-  if (count == 0) return;
-  const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
-  constexpr std::size_t kMaxGridY = 65535;
-  for (std::size_t first = 0; first < count; first += kMaxGridY) {
-    const auto n = static_cast<unsigned>(std::min(kMaxGridY, count - first));
-    kernels::adamw<float><<<dim3(blocks_x, n), detail::kBlock, 0, ctx.stream()>>>(
+  detail::for_each_table_chunk(count, largest, [&](dim3 grid, std::size_t first) {
+    kernels::adamw<float><<<grid, detail::kBlock, 0, ctx.stream()>>>(
         device_table + first, static_cast<float>(options.beta1), static_cast<float>(options.beta2),
         static_cast<float>(options.eps), scaling);
     check_launch("adamw");
-  }
+  });
 }
 
 template <AdamWHyperParameters Options>

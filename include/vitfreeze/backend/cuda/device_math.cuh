@@ -122,6 +122,18 @@ inline unsigned grid_for(std::int64_t n) {
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535));
 }
 
+// Multi-tensor launches over a table of tensors (AdamW, the loss scaler's gradient check):
+// blockIdx.y picks the tensor, blockIdx.x strides over its elements. Calls launch(grid, first) once
+// per chunk of at most 65535 tensors (the grid's y limit), starting at table entry `first`; the grid
+// width covers the largest tensor, capped at 1024 blocks (the kernels stride over the rest).
+template <class Launch>
+void for_each_table_chunk(std::size_t count, std::int64_t largest, Launch&& launch) {
+  const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + kBlock - 1) / kBlock, 1, 1024));
+  constexpr std::size_t kMaxGridY = 65535;
+  for (std::size_t first = 0; first < count; first += kMaxGridY)
+    launch(dim3(blocks_x, static_cast<unsigned>(std::min(kMaxGridY, count - first))), first);
+}
+
 struct SumOp {
   template <class V>
   __device__ V operator()(V a, V b) const { return a + b; }

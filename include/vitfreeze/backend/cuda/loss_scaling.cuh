@@ -72,14 +72,11 @@ class DeviceLossScaler {
   void check_gradients(CudaContext& ctx, const Slice* device_table, std::size_t count, std::int64_t largest) const {
     check(cudaMemsetAsync(&device_state()->found_non_finite, 0, sizeof(std::int32_t), ctx.stream()),
           "cudaMemsetAsync(found_non_finite)");
-    const auto blocks_x = static_cast<unsigned>(std::clamp<std::int64_t>((largest + detail::kBlock - 1) / detail::kBlock, 1, 1024));
-    constexpr std::size_t kMaxGridY = 65535;
-    for (std::size_t first = 0; first < count; first += kMaxGridY) {
-      const auto n = static_cast<unsigned>(std::min(kMaxGridY, count - first));
-      kernels::find_non_finite_gradients<Slice>
-          <<<dim3(blocks_x, n), detail::kBlock, 0, ctx.stream()>>>(device_table + first, device_state());
+    detail::for_each_table_chunk(count, largest, [&](dim3 grid, std::size_t first) {
+      kernels::find_non_finite_gradients<Slice><<<grid, detail::kBlock, 0, ctx.stream()>>>(device_table + first,
+                                                                                           device_state());
       check_launch("find_non_finite_gradients");
-    }
+    });
   }
 
   // After the (gated) update: advances the schedule and queues the state's copy to the host. The
