@@ -31,6 +31,7 @@
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/localmim.hpp"
 #include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/mim/micl.hpp"
 #include "vitfreeze/mim/reconstruction.hpp"
 #include "vitfreeze/train/finetune.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
@@ -43,9 +44,10 @@ namespace vitfreeze::examples {
 
 // The flags both executables take (the GPU one adds its own lines before these).
 inline constexpr const char* kPretrainFlagsHelp = R"(
-  --objective localmim|mae   LocalMIM (multi-scale HOG at 4 taps; default) or MAE (normalised pixels)
+  --objective localmim|mae|micl  LocalMIM (multi-scale HOG at 4 taps; default), MAE (normalised pixels) or
+                             MiCL (two disjoint views of the visible patches, t-vMF InfoNCE; CPU only)
   --model tiny|mini          tiny: ViT-Ti (192 wide, 12 blocks, 3 heads); mini: 128 wide, 6 blocks, 4 heads
-  --mask-ratio R             fraction of patches removed (default 0.75)
+  --mask-ratio R             fraction of patches removed (default 0.75; micl 0.65: 8 patches per view)
   --epochs E --warmup W      pretraining epochs and warmup epochs (default 4, 1)
   --batch B                  micro-batch size (default 128)
   --accumulation A           micro-batches per optimiser step (default 1); lr = blr * B * A / 256
@@ -153,12 +155,15 @@ using LocalMimMini = mim::LocalMim<kMini, mim::taps<mim::TapSpec{1, 4, 1}, mim::
 template <class Run>
 int with_model(const Args& args, Run&& run) {
   const std::string model = args.get("model", "tiny"), objective = args.get("objective", "localmim");
-  if (objective != "mae" && objective != "localmim") throw ConfigError("--objective: mae or localmim, not " + objective);
-  const bool mae = objective == "mae";
-  if (model == "tiny")
-    return mae ? run.template operator()<kTiny, MaeOf<kTiny>>() : run.template operator()<kTiny, LocalMimTiny>();
-  if (model == "mini")
-    return mae ? run.template operator()<kMini, MaeOf<kMini>>() : run.template operator()<kMini, LocalMimMini>();
+  if (objective != "mae" && objective != "localmim" && objective != "micl")
+    throw ConfigError("--objective: mae, localmim or micl, not " + objective);
+  auto with_objective = [&]<ViTSpec S, class LocalMimOfS>() -> int {
+    if (objective == "mae") return run.template operator()<S, MaeOf<S>>();
+    if (objective == "micl") return run.template operator()<S, mim::Micl<S>>();
+    return run.template operator()<S, LocalMimOfS>();
+  };
+  if (model == "tiny") return with_objective.template operator()<kTiny, LocalMimTiny>();
+  if (model == "mini") return with_objective.template operator()<kMini, LocalMimMini>();
   throw ConfigError("--model: unknown " + model);
 }
 
@@ -274,7 +279,20 @@ struct FreezeSetup {
   }
 };
 
-inline int mask_ratio_per_mille(const Args& args) { return int(std::lround(args.num("mask-ratio", 0.75) * 1000)); }
+// --mask-ratio, whose default leaves MiCL's two views 8 patches each on the 7x7 grid (peers spec §7).
+inline double mask_ratio(const Args& args) {
+  return args.num("mask-ratio", args.get("objective", "localmim") == "micl" ? 0.65 : 0.75);
+}
+inline int mask_ratio_per_mille(const Args& args) { return int(std::lround(mask_ratio(args) * 1000)); }
+
+// The trainer's masking: random, with the keep list split into the objective's views (MiCL: 2).
+template <class Objective>
+mim::RandomRatio masking_for(const Args& args) {
+  if constexpr (requires { Objective::views; })
+    return mim::RandomRatio{mask_ratio_per_mille(args), Objective::views};
+  else
+    return mim::RandomRatio{mask_ratio_per_mille(args)};
+}
 
 // Checkpoints (OUT/checkpoints, --checkpoint-every-epochs, --keep-checkpoints) and the caller's part of
 // the recipe a resume must match. Both backends write the same format with the same recipe, so a
@@ -290,7 +308,7 @@ inline void set_checkpoint_options(const Args& args, const RunBasics& b, const P
   opt.recipe.set("objective", objective);
   opt.recipe.set("batch", b.batch);
   opt.recipe.set("blr", args.num("blr", 1.5e-3));
-  opt.recipe.set("mask_ratio", args.num("mask-ratio", 0.75));
+  opt.recipe.set("mask_ratio", mask_ratio(args));
   opt.recipe.set("train_subset", d.train.count);
   opt.recipe.set("augment", "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
 }

@@ -69,7 +69,7 @@ int run(const ex::Args& args, vf::dist::Communicator* group) {
     opt.dump_step = args.get("dump-step", "");
     Objective objective(b.seed + 1);
     vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
-    vf::train::Pretrainer trainer(encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
+    vf::train::Pretrainer trainer(encoder, objective, ex::masking_for<Objective>(args), controller,
                                   adam, opt);
 
     if (rank == 0) std::cout << fs.banner(S, Objective::name, d.train.count, b) << data_parallel_banner(ranks, b) << "\n";
@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
 #endif
     const ex::Args args = ex::parse_args(argc, argv);
     if (args.has("help")) {
-      std::cout << kProgram << ": MAE pretraining of a ViT with progressive layer freezing, then a linear probe.\n"
+      std::cout << kProgram << ": self-supervised pretraining of a ViT (LocalMIM, MAE or MiCL) with progressive layer freezing, then a linear probe.\n"
                 << ex::kPretrainFlagsHelp;
       return 0;
     }

@@ -202,7 +202,7 @@ Bytes cifar_record(int r) {
 }
 }  // namespace
 
-TEST_CASE("CIFAR-10: records read back in file order; truncated record and bad label name their offset") {
+TEST_CASE("CIFAR-10: records read back in file order, truncated record and bad label name their offset") {
   TempDir dir;
   int r = 0;
   for (int f = 1; f <= 5; ++f) {
@@ -439,7 +439,7 @@ TEST_CASE("ResizeCenterCrop box: resize shorter side, centred crop, in source co
   for (std::size_t i = 0; i < img.size(); ++i) CHECK(out[i] == doctest::Approx(img[i] / 255.0).epsilon(1e-6));
 }
 
-TEST_CASE("Flip mirrors each row; flip_p 0 never flips; the choice is deterministic per sample") {
+TEST_CASE("Flip mirrors each row, flip_p 0 never flips, the choice is deterministic per sample") {
   const Bytes img = ramp(2 * 3 * 4);  // C=2, H=3, W=4
   Transform flip;
   flip.flip_p = 1.0;
@@ -655,7 +655,7 @@ TEST_CASE("Loader: sharding by (rank, world)") {
   }
 }
 
-TEST_CASE("Loader: destroyed mid-epoch without hanging; handed-out batches stay valid; bad options") {
+TEST_CASE("Loader: destroyed mid-epoch without hanging, handed-out batches stay valid, bad options") {
   const Dataset d = synthetic(200, 1, 16, 16);
   Transform t;
   t.random_crop = RandomResizedCrop{16, 0.2, 1.0, 3.0 / 4.0, 4.0 / 3.0, Interpolation::bicubic};

@@ -243,7 +243,7 @@ TEST_CASE("gradcheck: LocalMIM objective with the scale-4 head (ConvT, LayerNorm
   check_objective_gradient<S, mim::LocalMim<S, Taps, kTinyDecoder, 3, D>>(20);
 }
 
-TEST_CASE("LocalMIM on a Fashion-MNIST-like spec: 28x28x1, patch 2 -> 14x14; scales 2, 1, 1/2 feasible, 4 not") {
+TEST_CASE("LocalMIM on a Fashion-MNIST-like spec: 28x28x1, patch 2 -> 14x14, scales 2, 1, 1/2 feasible, 4 not") {
   constexpr ViTSpec S{.image = 28, .channels = 1, .patch = 2, .dim = 32, .depth = 4, .heads = 2, .mlp_ratio = 2};
   static_assert(!mim::scale_is_feasible(S.image, S.patch, 4, 1));  // tests/compile_fail: a compile error
   using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{2, 1, 1}, mim::TapSpec{3, 1, 2}>;
@@ -304,7 +304,7 @@ TEST_CASE("LocalMIM on a Fashion-MNIST-like spec: 28x28x1, patch 2 -> 14x14; sca
   CHECK(tap1.back()->name == "decoder.1.pred.0.bias");  // scale 1: pred.0 is the Conv1x1
 }
 
-TEST_CASE("the ViT-B default: taps after blocks 1, 3, 9, 11 at scales 4, 2, 1, 1/2; decoder 256 wide, 1 block, 8 heads") {
+TEST_CASE("the ViT-B default: taps after blocks 1, 3, 9, 11 at scales 4, 2, 1, 1/2, decoder 256 wide, 1 block, 8 heads") {
   using Objective = mim::LocalMim<specs::base()>;
   static_assert(Objective::tap_count() == 4);
   static_assert(Objective::tap_block(0) == 1 && Objective::tap_block(1) == 3 && Objective::tap_block(2) == 9 &&
@@ -315,7 +315,7 @@ TEST_CASE("the ViT-B default: taps after blocks 1, 3, 9, 11 at scales 4, 2, 1, 1
                 mim::kLocalMimDecoder.heads == 8);
 }
 
-TEST_CASE("drop_tap: the tap's loss term and its nodes leave the tape; its parameters stop training") {
+TEST_CASE("drop_tap: the tap's loss term and its nodes leave the tape, its parameters stop training") {
   constexpr ViTSpec S{.image = 8, .channels = 3, .patch = 2, .dim = 16, .depth = 4, .heads = 2, .mlp_ratio = 2};
   using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{2, 1, 1}, mim::TapSpec{3, 1, 2}>;
   using Objective = mim::LocalMim<S, Taps, kTinyDecoder, 4, float>;

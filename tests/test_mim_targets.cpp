@@ -369,7 +369,7 @@ TEST_CASE_TEMPLATE("HOG: reflect padding, ramps and channel concatenation", T, f
     }
 }
 
-TEST_CASE_TEMPLATE("HOG: multi-scale pooling equals single scales; cells are unit vectors", T, float, double) {
+TEST_CASE_TEMPLATE("HOG: multi-scale pooling equals single scales, cells are unit vectors", T, float, double) {
   const Tensor<T> img = random_tensor<T>(Shape{2, 3, 16, 16}, 5);
   const std::array<int, 3> pools{2, 4, 8};
   const std::vector<Tensor<T>> all = hog_multiscale(img, 9, std::span<const int>(pools));

@@ -5,6 +5,7 @@
 
 #include "vitfreeze/autograd/gradcheck.hpp"
 #include "vitfreeze/autograd/ops/attention.hpp"
+#include "vitfreeze/autograd/ops/contrastive.hpp"
 #include "vitfreeze/autograd/ops/elementwise.hpp"
 #include "vitfreeze/autograd/ops/gelu.hpp"
 #include "vitfreeze/autograd/ops/layernorm.hpp"
@@ -131,6 +132,19 @@ TEST_CASE("gradcheck: masked MSE and cross-entropy with label smoothing") {
     return ops::add(t, ops::masked_mse(t, vp, target, mask), ops::cross_entropy(t, vl, labels, 0.1));
   };
   require_close(check_gradients(loss, {grad_input("pred", pred, vp), grad_input("logits", logits, vl)}));
+}
+
+TEST_CASE("gradcheck: t-vMF InfoNCE between paired views (MiCL), two kernel settings") {
+  auto z = random_tensor<D>({8, 5}, 18, -1, 1);  // 4 images x 2 views
+  for (auto [kappa, tau] : {std::pair{1.0 / 64, 0.07}, std::pair{0.5, 0.3}}) {
+    CAPTURE(kappa);
+    Var<D> vz;
+    auto loss = [&](Tape<D>& t) {
+      vz = t.leaf(z);
+      return ops::tvmf_info_nce(t, vz, kappa, tau);
+    };
+    require_close(check_gradients(loss, {grad_input("z", z, vz)}));
+  }
 }
 
 TEST_CASE("masked MSE of an all-zero mask is a NumericError, not a NaN") {

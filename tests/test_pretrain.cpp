@@ -39,7 +39,7 @@ TEST_CASE("AdamW update matches the formula, including decoupled decay and bias 
   CHECK_FALSE(adam.has_state(p));
 }
 
-TEST_CASE("MAE pretraining on a small subset: loss falls; freezing keeps frozen weights bit-identical") {
+TEST_CASE("MAE pretraining on a small subset: loss falls, freezing keeps frozen weights bit-identical") {
   auto train = testing::stripes(256, 1);
   data::Transform augment{data::RandomResizedCrop{28, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bilinear},
                           std::nullopt, 0.5, data::Normalize::fashion_mnist()};
@@ -173,7 +173,7 @@ TEST_CASE("gradcheck: the MAE objective (encoder, decoder, norm-pix masked loss)
   CHECK(r.max_error < 1e-5);  // bound as for the LocalMIM objective: sums over many small terms
 }
 
-TEST_CASE("dont_freeze_pe: blocks are the units; the patch embedding and cls keep training") {
+TEST_CASE("dont_freeze_pe: blocks are the units, the patch embedding and cls keep training") {
   auto data = testing::stripes(64, 3);
   data::Transform plain{std::nullopt, std::nullopt, 0.0, data::Normalize::fashion_mnist()};
   data::Loader loader(data, plain, {.batch_size = 16, .shuffle = false, .workers = 0});

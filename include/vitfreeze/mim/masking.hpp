@@ -176,15 +176,20 @@ struct Random {
   }
 };
 
-// Random masking with the ratio chosen at run time (command-line tools); same draws as Random<R>.
+// Random masking with the ratio chosen at run time (command-line tools); same draws as Random<R>,
+// and with views = 2 as SplitView<R> (the keep list rounded down to a multiple of the views).
 struct RandomRatio {
   int ratio_per_mille = 750;
-  int kept(int grid_h, int grid_w) const { return kept_count(grid_h * grid_w, ratio_per_mille); }
+  int views = 1;
+  int kept(int grid_h, int grid_w) const { return kept_count(grid_h * grid_w, ratio_per_mille) / views * views; }
   MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
                std::uint32_t first_sample = 0) const {
     if (ratio_per_mille <= 0 || ratio_per_mille >= 1000)
       throw ConfigError("RandomRatio: mask ratio must lie strictly between 0 and 1");
-    return detail::random_masks(batch, grid_h * grid_w, kept(grid_h, grid_w), 1, seed, step, first_sample);
+    if (views < 1 || kept(grid_h, grid_w) < views)
+      throw ConfigError("RandomRatio: " + std::to_string(kept_count(grid_h * grid_w, ratio_per_mille)) +
+                        " visible patches do not make " + std::to_string(views) + " views");
+    return detail::random_masks(batch, grid_h * grid_w, kept(grid_h, grid_w), views, seed, step, first_sample);
   }
 };
 

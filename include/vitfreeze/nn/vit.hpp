@@ -3,8 +3,10 @@
 // sin-cos positions, `depth` pre-LN blocks, final LayerNorm; timm parameter names.
 //
 // forward() optionally takes the visible patch indices of each sample (masked image modeling: the
-// encoder then sees 1 + K tokens) and the blocks after which to return the hidden states (LocalMIM
-// taps). Blocks whose parameters are frozen and whose input needs no gradient (the frozen prefix
+// encoder then sees 1 + K tokens), the blocks after which to return the hidden states (LocalMIM
+// taps), and a number of views: with V > 1 each sample's K visible tokens are split into V
+// consecutive groups encoded as separate sequences of 1 + K/V tokens (MiCL), sequence b*V + v
+// being view v of sample b. Blocks whose parameters are frozen and whose input needs no gradient (the frozen prefix
 // under `truncate` semantics) run forward only: nothing is recorded, and their temporaries are
 // released block by block, so the prefix keeps no activations.
 #include <algorithm>
@@ -51,11 +53,17 @@ class ViT {
   }
 
   EncoderOutput<T> forward(Tape<T>& tape, const Tensor<T>& images, const Tensor<std::int32_t>* ids_keep = nullptr,
-                           std::span<const int> tap_after = {}, bool final_norm = true) {
+                           std::span<const int> tap_after = {}, bool final_norm = true, int views = 1) {
     expect_shape(images.shape(), Shape{images.dim(0), S.channels, S.image, S.image}, "ViT input");
     Var<T> x = patch_embed(tape, images);
     x = ops::add_fixed(tape, x, patch_positions());
     if (ids_keep) x = ops::gather_tokens(tape, x, *ids_keep);
+    if (views != 1) {
+      const Shape& s = tape.value(x).shape();
+      if (views < 1 || s[1] % views != 0)
+        throw ShapeError("ViT: " + std::to_string(s[1]) + " tokens do not split into " + std::to_string(views) + " views");
+      x = ops::reshape(tape, x, Shape{s[0] * views, s[1] / views, s[2]});  // consecutive groups: a free view
+    }
     x = ops::prepend_token(tape, tape.parameter(cls_token), x);  // cls position row is zero
 
     EncoderOutput<T> out;
