@@ -5,7 +5,7 @@
 #   bash bench/run_data_parallel_bench.sh [global_batch=128] [steps=10] [repeats=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh mpi bench
+bash scripts/deps.sh bench
 bash scripts/build.sh --target data_parallel_bench >/dev/null
 cores=$(nproc)
 batch=${1:-128} steps=${2:-10} repeats=${3:-3}

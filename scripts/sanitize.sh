@@ -6,7 +6,7 @@
 # Extra arguments go to ctest (e.g. -R test_io).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh mpi
+bash scripts/deps.sh
 jobs="${VITFREEZE_JOBS:-$(nproc)}"
 start=$SECONDS
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing (Open MPI included, for the data-parallel tests), builds
-# everything, runs the whole suite with CTest.
+# The test command: installs what is missing, builds everything, runs the whole suite with CTest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh mpi
+bash scripts/deps.sh
 bash scripts/build.sh
 cd build
 # Tests run two at a time, one thread each, so they do not fight over the two cores.
