@@ -31,6 +31,7 @@
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/localmim.hpp"
 #include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/mim/mae_lite.hpp"
 #include "vitfreeze/mim/micl.hpp"
 #include "vitfreeze/mim/reconstruction.hpp"
 #include "vitfreeze/train/finetune.hpp"
@@ -44,8 +45,11 @@ namespace vitfreeze::examples {
 
 // The flags both executables take (the GPU one adds its own lines before these).
 inline constexpr const char* kPretrainFlagsHelp = R"(
-  --objective localmim|mae|micl  LocalMIM (multi-scale HOG at 4 taps; default), MAE (normalised pixels) or
-                             MiCL (two disjoint views of the visible patches, t-vMF InfoNCE; CPU only)
+  --objective localmim|mae|mae-lite|micl  LocalMIM (multi-scale HOG at 4 taps; default), MAE (normalised
+                             pixels), MAE-lite (MAE's ViT-Tiny recipe: 12 heads, 96-wide 1-block decoder,
+                             crops 0.08-1 with random interpolation, fine-tune layer decay 0.85 + mixup 0.2;
+                             tiny model only, CPU only) or MiCL (two disjoint views of the visible patches,
+                             t-vMF InfoNCE; CPU only)
   --model tiny|mini          tiny: ViT-Ti (192 wide, 12 blocks, 3 heads); mini: 128 wide, 6 blocks, 4 heads
   --mask-ratio R             fraction of patches removed (default 0.75; micl 0.65: 8 patches per view)
   --epochs E --warmup W      pretraining epochs and warmup epochs (default 4, 1)
@@ -138,6 +142,7 @@ inline data::Dataset head_of(data::Dataset d, std::int64_t n) {
 
 inline constexpr ViTSpec kTiny = specs::tiny(28, 1, 4);
 inline constexpr ViTSpec kMini{.image = 28, .channels = 1, .patch = 4, .dim = 128, .depth = 6, .heads = 4, .mlp_ratio = 4};
+inline constexpr ViTSpec kTinyLite = mim::mae_lite_tiny(28, 1, 4);
 
 // MAE: decoder 128 wide, 2 blocks (the machine-facts baseline). LocalMIM on the 7x7 grid of patch 4:
 // scale 1/2 is infeasible (7 is odd), so the taps after blocks [1, 3, depth-3, depth-1] predict HOG
@@ -155,8 +160,12 @@ using LocalMimMini = mim::LocalMim<kMini, mim::taps<mim::TapSpec{1, 4, 1}, mim::
 template <class Run>
 int with_model(const Args& args, Run&& run) {
   const std::string model = args.get("model", "tiny"), objective = args.get("objective", "localmim");
-  if (objective != "mae" && objective != "localmim" && objective != "micl")
-    throw ConfigError("--objective: mae, localmim or micl, not " + objective);
+  if (objective != "mae" && objective != "localmim" && objective != "micl" && objective != "mae-lite")
+    throw ConfigError("--objective: mae, mae-lite, localmim or micl, not " + objective);
+  if (objective == "mae-lite") {
+    if (model != "tiny") throw ConfigError("--objective mae-lite is a ViT-Tiny recipe: use --model tiny");
+    return run.template operator()<kTinyLite, mim::MaeLite<kTinyLite>>();
+  }
   auto with_objective = [&]<ViTSpec S, class LocalMimOfS>() -> int {
     if (objective == "mae") return run.template operator()<S, MaeOf<S>>();
     if (objective == "micl") return run.template operator()<S, mim::Micl<S>>();
@@ -177,6 +186,7 @@ struct RunBasics {
   std::int64_t batch = 0;
   std::uint64_t seed = 0;
   double lr = 0;  // blr * batch * accumulation * ranks / 256 (the batch of one update)
+  bool mae_lite = false;  // MAE-lite's augmentation and fine-tuning recipe
 
   // `ranks`: processes training together (vitfreeze_pretrain_mpi), each with --batch samples.
   static RunBasics read(const Args& args, int ranks = 1) {
@@ -189,6 +199,7 @@ struct RunBasics {
     b.seed = std::uint64_t(args.num("seed", 0));
     b.accumulation = int(args.num("accumulation", 1));
     b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation * ranks / 256.0;
+    b.mae_lite = args.get("objective", "localmim") == "mae-lite";
     return b;
   }
 };
@@ -210,7 +221,9 @@ struct PretrainData {
 // Data parallel: this rank's shard of every epoch (equal shards, so every rank takes as many steps).
 template <ViTSpec S>
 data::Loader pretrain_loader(const PretrainData& d, const RunBasics& b, int rank = 0, int ranks = 1) {
-  data::Transform augment{data::RandomResizedCrop{S.image, 0.2, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
+  const double min_scale = b.mae_lite ? mim::MaeLiteRecipe::crop_min_scale : 0.2;
+  const auto interpolation = b.mae_lite ? mim::MaeLiteRecipe::interpolation : data::Interpolation::bicubic;
+  data::Transform augment{data::RandomResizedCrop{S.image, min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, interpolation},
                           std::nullopt, 0.5, d.norm};
   return data::Loader(d.train, augment,
                       {.batch_size = b.batch, .shuffle = true, .last_batch = data::LastBatch::drop, .seed = b.seed,
@@ -310,7 +323,8 @@ inline void set_checkpoint_options(const Args& args, const RunBasics& b, const P
   opt.recipe.set("blr", args.num("blr", 1.5e-3));
   opt.recipe.set("mask_ratio", mask_ratio(args));
   opt.recipe.set("train_subset", d.train.count);
-  opt.recipe.set("augment", "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
+  opt.recipe.set("augment", b.mae_lite ? "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation"
+                                       : "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
 }
 
 // --resume auto|PATH on either backend's trainer (both have resume() and next_iteration()).
@@ -411,7 +425,9 @@ int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainD
     const auto t2 = std::chrono::steady_clock::now();
     train::finetune(classifier, ft_loader,
                     {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = args.num("finetune-lr", 1e-3),
-                     .layer_decay = 0.75, .label_smoothing = 0.1, .seed = b.seed});
+                     .layer_decay = b.mae_lite ? mim::MaeLiteRecipe::finetune_layer_decay : 0.75,
+                     .label_smoothing = b.mae_lite ? mim::MaeLiteRecipe::finetune_label_smoothing : 0.1,
+                     .mixup_alpha = b.mae_lite ? mim::MaeLiteRecipe::finetune_mixup_alpha : 0.0, .seed = b.seed});
     ft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
     ft_acc = train::evaluate_classifier(classifier, test_eval);
     std::cout << "fine-tune (" << ft_epochs << " epochs on " << ft_train.count << " images, " << ft_s

@@ -132,8 +132,9 @@ int main(int argc, char** argv) {
     return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() -> int {
       if constexpr (std::string_view(Objective::name) == "mae")
         return run_with_precision<S, Objective, vn::DeviceMae>(args);
-      else if constexpr (std::string_view(Objective::name) == "micl")
-        throw vf::ConfigError("--objective micl has no GPU implementation yet: run it with vitfreeze_pretrain (CPU)");
+      else if constexpr (std::string_view(Objective::name) == "micl" || std::string_view(Objective::name) == "mae-lite")
+        throw vf::ConfigError(std::string("--objective ") + Objective::name +
+                              " has not run on a GPU yet: use vitfreeze_pretrain (CPU)");
       else
         return run_with_precision<S, Objective, vn::DeviceLocalMim>(args);
     });

@@ -13,5 +13,6 @@ run localmim           --objective localmim --schedule none
 run localmim-cubic0.8  --objective localmim --schedule cubic --t0 0.8
 run localmim-linear0.5 --objective localmim --schedule linear --t0 0.5
 run localmim-vittail   --objective localmim --schedule vit-tailored --t0 0.8
+run mae-lite           --objective mae-lite --schedule none
 run micl               --objective micl --schedule none
 python3 scripts/results_table.py runs/results

@@ -10,6 +10,7 @@
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/mim/mae_lite.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
 #include "vitfreeze/testing/synthetic.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
@@ -197,4 +198,42 @@ TEST_CASE("dont_freeze_pe: blocks are the units, the patch embedding and cls kee
   CHECK(adam.has_state(encoder.patch_embed.proj.weight));  // still trained after block 0 froze
   CHECK(adam.state(encoder.patch_embed.proj.weight)->step == 8);
   CHECK(adam.state(encoder.cls_token)->step == 8);
+}
+
+TEST_CASE("MAE-lite: ViT-Tiny with 12 heads of 16 keeps the parameter count, decoder 96 wide x 1 block, a step trains") {
+  constexpr ViTSpec lite = mim::mae_lite_tiny(28, 1, 4);
+  static_assert(lite.heads == 12 && lite.dim == 192 && lite.depth == 12 && lite.dim / lite.heads == 16);
+  nn::ViT<lite, float> encoder(1);
+  nn::ViT<specs::tiny(28, 1, 4), float> three_heads(1);
+  auto count = [](const nn::ParameterList<float>& ps) {
+    std::int64_t n = 0;
+    for (auto* p : ps) n += p->value.numel();
+    return n;
+  };
+  CHECK(count(encoder.parameters()) == count(three_heads.parameters()));
+  CHECK(encoder.blocks[0].attn.heads() == 12);
+  mim::MaeLite<lite> objective(2);
+  CHECK(std::string(decltype(objective)::name) == "mae-lite");
+  CHECK(objective.decoder.blocks.size() == 1);
+  CHECK(objective.decoder.embed.weight.value.shape() == Shape{96, 192});
+  CHECK(objective.decoder.pred.weight.value.shape() == Shape{16, 96});  // patch 4 x 4 x 1 pixels
+  CHECK(mim::MaeLiteRecipe::crop_min_scale == 0.08);
+  CHECK(mim::MaeLiteRecipe::finetune_layer_decay == 0.85);
+
+  // One training step through the trainer: finite loss, every parameter moved.
+  auto data = testing::stripes(8, 2);
+  data::Transform augment{data::RandomResizedCrop{28, mim::MaeLiteRecipe::crop_min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0,
+                                                  mim::MaeLiteRecipe::interpolation},
+                          std::nullopt, 0.5, data::Normalize::fashion_mnist()};
+  data::Loader loader(data, augment, {.batch_size = 8, .seed = 1, .workers = 0});
+  freeze::FreezeController controller(freeze::RuntimeSchedule{freeze::Spacing::cubic, 0.8, false}.fractions(13), {2, 1, 1},
+                                      {.mode = freeze::LrMode::global_hard_freeze, .base_lr = 1e-3});
+  optim::AdamW<float> adam;
+  train::PretrainOptions opt;
+  opt.epochs = 2, opt.progress = false;
+  train::Pretrainer trainer(encoder, objective, mim::Random<750>{}, controller, adam, opt);
+  const nn::ViT<lite, float> before(1);
+  loader.start_epoch(1);
+  CHECK(std::isfinite(trainer.step(loader.next()->images, 1)));  // iteration 1: past warmup, LR > 0
+  CHECK(encoder.blocks[0].attn.qkv.weight.value[0] != before.blocks[0].attn.qkv.weight.value[0]);
 }

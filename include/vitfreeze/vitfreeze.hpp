@@ -29,6 +29,8 @@
 #include "vitfreeze/io/safetensors.hpp"
 #include "vitfreeze/mim/hog.hpp"
 #include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/mim/mae_lite.hpp"
+#include "vitfreeze/mim/micl.hpp"
 #include "vitfreeze/mim/mask_rescale.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
