@@ -178,6 +178,22 @@ int with_model(const Args& args, Run&& run) {
 
 // ---- the run's recipe ---------------------------------------------------------------------------
 
+// The augmentation and fine-tuning numbers of a recipe: the common one, or MAE-lite's.
+struct RecipeChoices {
+  double crop_min_scale = 0.2;
+  data::Interpolation interpolation = data::Interpolation::bicubic;
+  const char* augment_text = "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation";
+  double finetune_layer_decay = 0.75, finetune_label_smoothing = 0.1, finetune_mixup_alpha = 0.0;
+
+  static RecipeChoices read(const Args& args) {
+    if (args.get("objective", "localmim") != "mae-lite") return {};
+    using L = mim::MaeLiteRecipe;
+    return {L::crop_min_scale, L::interpolation,
+            "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation",
+            L::finetune_layer_decay, L::finetune_label_smoothing, L::finetune_mixup_alpha};
+  }
+};
+
 // Read before anything is built.
 struct RunBasics {
   std::filesystem::path out;
@@ -186,7 +202,7 @@ struct RunBasics {
   std::int64_t batch = 0;
   std::uint64_t seed = 0;
   double lr = 0;  // blr * batch * accumulation * ranks / 256 (the batch of one update)
-  bool mae_lite = false;  // MAE-lite's augmentation and fine-tuning recipe
+  RecipeChoices recipe;
 
   // `ranks`: processes training together (vitfreeze_pretrain_mpi), each with --batch samples.
   static RunBasics read(const Args& args, int ranks = 1) {
@@ -199,7 +215,7 @@ struct RunBasics {
     b.seed = std::uint64_t(args.num("seed", 0));
     b.accumulation = int(args.num("accumulation", 1));
     b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation * ranks / 256.0;
-    b.mae_lite = args.get("objective", "localmim") == "mae-lite";
+    b.recipe = RecipeChoices::read(args);
     return b;
   }
 };
@@ -221,9 +237,8 @@ struct PretrainData {
 // Data parallel: this rank's shard of every epoch (equal shards, so every rank takes as many steps).
 template <ViTSpec S>
 data::Loader pretrain_loader(const PretrainData& d, const RunBasics& b, int rank = 0, int ranks = 1) {
-  const double min_scale = b.mae_lite ? mim::MaeLiteRecipe::crop_min_scale : 0.2;
-  const auto interpolation = b.mae_lite ? mim::MaeLiteRecipe::interpolation : data::Interpolation::bicubic;
-  data::Transform augment{data::RandomResizedCrop{S.image, min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0, interpolation},
+  data::Transform augment{data::RandomResizedCrop{S.image, b.recipe.crop_min_scale, 1.0, 3.0 / 4.0, 4.0 / 3.0,
+                                                  b.recipe.interpolation},
                           std::nullopt, 0.5, d.norm};
   return data::Loader(d.train, augment,
                       {.batch_size = b.batch, .shuffle = true, .last_batch = data::LastBatch::drop, .seed = b.seed,
@@ -323,8 +338,7 @@ inline void set_checkpoint_options(const Args& args, const RunBasics& b, const P
   opt.recipe.set("blr", args.num("blr", 1.5e-3));
   opt.recipe.set("mask_ratio", mask_ratio(args));
   opt.recipe.set("train_subset", d.train.count);
-  opt.recipe.set("augment", b.mae_lite ? "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation"
-                                       : "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation");
+  opt.recipe.set("augment", b.recipe.augment_text);
 }
 
 // --resume auto|PATH on either backend's trainer (both have resume() and next_iteration()).
@@ -425,9 +439,8 @@ int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainD
     const auto t2 = std::chrono::steady_clock::now();
     train::finetune(classifier, ft_loader,
                     {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = args.num("finetune-lr", 1e-3),
-                     .layer_decay = b.mae_lite ? mim::MaeLiteRecipe::finetune_layer_decay : 0.75,
-                     .label_smoothing = b.mae_lite ? mim::MaeLiteRecipe::finetune_label_smoothing : 0.1,
-                     .mixup_alpha = b.mae_lite ? mim::MaeLiteRecipe::finetune_mixup_alpha : 0.0, .seed = b.seed});
+                     .layer_decay = b.recipe.finetune_layer_decay, .label_smoothing = b.recipe.finetune_label_smoothing,
+                     .mixup_alpha = b.recipe.finetune_mixup_alpha, .seed = b.seed});
     ft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
     ft_acc = train::evaluate_classifier(classifier, test_eval);
     std::cout << "fine-tune (" << ft_epochs << " epochs on " << ft_train.count << " images, " << ft_s

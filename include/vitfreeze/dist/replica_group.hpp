@@ -45,16 +45,9 @@ class ReplicaGroup {
 
   // Checks that every rank runs `recipe` (a canonical text), then gives every rank rank 0's values.
   void join(const nn::ParameterList<T>& params, const std::string& recipe) {
-    std::exception_ptr failure;
-    std::uint64_t mine = 0;
-    try {
-      mine = fingerprint(std::as_bytes(std::span(recipe.data(), recipe.size())));
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    settle(failure, "starting the trainer");
-    comm_.require_agreement(mine, "the recipe (architecture, schedule, seed, optimiser, data): start every rank "
-                                  "with the same flags");
+    comm_.require_agreement(fingerprint(std::as_bytes(std::span(recipe.data(), recipe.size()))),
+                            "the recipe (architecture, schedule, seed, optimiser, data): start every rank with the "
+                            "same flags");
     for (auto* p : params) comm_.broadcast(std::as_writable_bytes(p->value.span()), 0);
   }
 
