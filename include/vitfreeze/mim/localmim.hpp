@@ -23,6 +23,7 @@
 #include "vitfreeze/mim/hog.hpp"
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/mask_rescale.hpp"
+#include "vitfreeze/mim/objective_family.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/mim/scale_head.hpp"
 #include "vitfreeze/nn/vit.hpp"
@@ -106,6 +107,7 @@ class LocalMim {
 
  public:
   static constexpr const char* name = "localmim";
+  static constexpr ObjectiveFamily family = ObjectiveFamily::localmim;
   using Encoder = nn::ViT<S, T>;
   static constexpr int kTaps = Taps::count;
   static constexpr std::array<TapSpec, kTaps> tap_specs = Taps::list;

@@ -5,6 +5,7 @@
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/mim/norm_pix.hpp"
+#include "vitfreeze/mim/objective_family.hpp"
 #include "vitfreeze/mim/patchify.hpp"
 #include "vitfreeze/nn/vit.hpp"
 
@@ -14,6 +15,7 @@ template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, bool NormPix = true, CpuSc
 class Mae {
  public:
   static constexpr const char* name = "mae";
+  static constexpr ObjectiveFamily family = ObjectiveFamily::mae;
   static constexpr bool norm_pix = NormPix;  // predictions are per-patch normalised pixels
   using Encoder = nn::ViT<S, T>;
 
