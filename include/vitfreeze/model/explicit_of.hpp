@@ -8,23 +8,23 @@
 namespace vitfreeze::model {
 
 namespace detail {
-template <mim::ObjectiveFamily F, class B, class P>
+template <class Host, mim::ObjectiveFamily F, class B, class P>
 struct ExplicitOf;
-template <class B, class P>
-struct ExplicitOf<mim::ObjectiveFamily::mae, B, P> {
-  using type = Mae<B, P>;
+template <class Host, class B, class P>
+struct ExplicitOf<Host, mim::ObjectiveFamily::mae, B, P> {
+  using type = Mae<B, P, typename Host::TargetType>;
 };
-template <class B, class P>
-struct ExplicitOf<mim::ObjectiveFamily::localmim, B, P> {
-  using type = LocalMim<B, P>;
+template <class Host, class B, class P>
+struct ExplicitOf<Host, mim::ObjectiveFamily::localmim, B, P> {
+  using type = LocalMim<B, P, typename Host::TargetType>;
 };
-template <class B, class P>
-struct ExplicitOf<mim::ObjectiveFamily::micl, B, P> {
+template <class Host, class B, class P>
+struct ExplicitOf<Host, mim::ObjectiveFamily::micl, B, P> {
   using type = Micl<B, P>;
 };
 }  // namespace detail
 
 template <class HostObjective, class B, class P>
-using ExplicitOf = typename detail::ExplicitOf<HostObjective::family, B, P>::type;
+using ExplicitOf = typename detail::ExplicitOf<HostObjective, HostObjective::family, B, P>::type;
 
 }  // namespace vitfreeze::model

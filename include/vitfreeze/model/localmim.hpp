@@ -2,12 +2,12 @@
 // The LocalMIM objective (mim::LocalMim, spec §2.2-2.5), explicit: the encoder on the visible patches
 // up to its deepest active tap, no final norm; per active tap k its LayerNorm, its one-block MAE
 // decoder (without pred) and its scale head, scored against HOG targets pooled to the tap's scale on
-// the patch mask re-scaled to that grid:
+// the patch mask re-scaled to that grid (HOG by default; any reconstruction target):
 //   loss = sum_k  sum_p M_k[p] mean_c (pred_k[p, c] - hog_k[p, c])^2 / sum_p M_k[p]
 // One call runs forward and backward; the loss goes to loss[0] (this backend's memory), the taps'
 // weight sums to loss[1]. Each tap runs its forward and backward before the next starts, so only one
 // decoder's activations are alive at a time; the taps' gradients then enter the encoder's backward
-// at their blocks. The HOG targets of every active scale come from one pass over the images.
+// at their blocks. The targets of every active scale come from one call (HOG: one pass).
 //
 // Row layout: a scale-1 prediction keeps the decoder's cls row (as MAE's), so its HOG target and
 // loss weights carry a zero row there; the other scales' maps have no cls row.
@@ -24,10 +24,11 @@
 #include "vitfreeze/model/mae.hpp"
 #include "vitfreeze/model/mae_decoder.hpp"
 #include "vitfreeze/model/scale_head.hpp"
+#include "vitfreeze/model/targets.hpp"
 
 namespace vitfreeze::model {
 
-template <Backend B, PrecisionPolicy P>
+template <Backend B, PrecisionPolicy P, mim::ReconstructionTarget Target = mim::Hog<9>>
   requires BackendFor<B, P>
 class LocalMim {
  public:
@@ -42,8 +43,8 @@ class LocalMim {
     LayerNorm<B, P> norm;
     MaeDecoder<B, P> decoder;
     ScaleHead<B, P> head;
-    int block;     // the encoder block whose output it reads
-    int hog_pool;  // HOG cell side in pixels
+    int block;   // the encoder block whose output it reads
+    int cell;    // target cell side in pixels
     bool active;
   };
 
@@ -58,13 +59,15 @@ class LocalMim {
   template <class HostEncoder, class HostLocalMim>
   LocalMim(Context& ctx, HostEncoder& host_encoder, HostLocalMim& host)
       : encoder(ctx, host_encoder), channels_(HostEncoder::spec.channels), image_(HostEncoder::spec.image),
-        grid_(HostEncoder::spec.grid()), nbins_(HostLocalMim::out_dim / HostEncoder::spec.channels) {
+        grid_(HostEncoder::spec.grid()) {
+    static_assert(std::is_same_v<typename HostLocalMim::TargetType, Target>,
+                  "model::LocalMim: the host objective's target differs");
     const auto positions = nn::sincos_pos_embed_2d<M>(host.decoder(0).embed.out_features(), grid_, grid_, true);
     taps.reserve(HostLocalMim::kTaps);  // parameters are handed out by address: the vector never reallocates
     for (int k = 0; k < HostLocalMim::kTaps; ++k)
       taps.push_back(Tap{LayerNorm<B, P>(ctx, host.tap_norm(k)),
                          MaeDecoder<B, P>(ctx, host.decoder(k), positions, /*with_pred=*/false),
-                         ScaleHead<B, P>(ctx, host.head(k)), HostLocalMim::tap_block(k), HostLocalMim::hog_pool(k),
+                         ScaleHead<B, P>(ctx, host.head(k)), HostLocalMim::tap_block(k), HostLocalMim::cell(k),
                          host.tap_active(k)});
   }
 
@@ -124,7 +127,7 @@ class LocalMim {
     typename Encoder<B, P>::Saved encoder_saved;
     const std::vector<Array> hidden =
         encoder.forward_taps(ctx, as_activation<B, P>(ctx, images), tokens.ids_keep.data(), Bn, K, blocks, &encoder_saved);
-    const std::vector<Array> targets = hog_targets(ctx, images, Bn, active);
+    const std::vector<Array> targets = tap_targets(ctx, images, Bn, active);
 
     B::zero(ctx, loss, 2);
     std::vector<Array> dhidden;
@@ -178,40 +181,31 @@ class LocalMim {
   std::vector<Tap> taps;
 
  private:
-  // The HOG target of every active tap in its head's row layout, all pool sizes from one pass;
-  // taps of one pool and lead share their array.
-  std::vector<Array> hog_targets(Context& ctx, const ArrayOf<B, M>& images, std::int64_t batch,
+  // The target of every active tap in its head's row layout, all cell sizes from one call; taps of
+  // one cell size and lead share their array.
+  std::vector<Array> tap_targets(Context& ctx, const ArrayOf<B, M>& images, std::int64_t batch,
                                  const std::vector<int>& active) const {
-    std::vector<HogGeometry> geometry;
-    std::vector<Array> arrays;
-    std::vector<Array> per_tap;
+    std::vector<mim::TargetGeometry> geometry;
+    std::vector<Array> arrays, per_tap;
     for (int k : active) {
       const Tap& t = taps[std::size_t(k)];
-      const HogGeometry g{batch, channels_, image_, image_, nbins_, t.hog_pool, t.head.lead_rows()};
+      const mim::TargetGeometry g{batch, channels_, image_, image_, t.cell, t.head.lead_rows()};
       std::size_t at = 0;
-      while (at < geometry.size() && (geometry[at].pool != g.pool || geometry[at].lead != g.lead)) ++at;
+      while (at < geometry.size() && !(geometry[at] == g)) ++at;
       if (at == geometry.size()) {
         geometry.push_back(g);
-        arrays.push_back(B::template empty<T>(ctx, Shape{batch * g.rows_per_sample(), g.row_width()}));
+        arrays.push_back(B::template empty<T>(ctx, Shape{batch * g.rows_per_sample(), Target::values(int(channels_), t.cell)}));
       }
       per_tap.push_back(arrays[at]);
     }
     std::vector<T*> outputs;
     for (auto& a : arrays) outputs.push_back(a.data());
-    if constexpr (std::is_same_v<T, M>) {
-      B::hog_targets(ctx, images.data(), std::span<const HogGeometry>(geometry), std::span<T* const>(outputs));
-    } else {  // the targets in the master type, then the activation type the predictions have
-      std::vector<ArrayOf<B, M>> exact;
-      std::vector<M*> exact_outputs;
-      for (auto& a : arrays) exact.push_back(B::template empty<M>(ctx, a.shape())), exact_outputs.push_back(exact.back().data());
-      B::hog_targets(ctx, images.data(), std::span<const HogGeometry>(geometry), std::span<M* const>(exact_outputs));
-      for (std::size_t i = 0; i < arrays.size(); ++i) B::convert(ctx, exact[i].data(), arrays[i].data(), arrays[i].numel());
-    }
+    compute_targets<B, Target>(ctx, images, std::span<const mim::TargetGeometry>(geometry), std::span<T* const>(outputs));
     return per_tap;
   }
 
   std::int64_t channels_, image_;
-  int grid_, nbins_;
+  int grid_;
 };
 
 }  // namespace vitfreeze::model

@@ -1,11 +1,13 @@
 #pragma once
 // The MAE objective (mim::Mae), explicit: encoder on the visible patches, decoder over every
-// position, masked MSE against (per-patch normalised) pixels. One call runs forward and backward;
+// position, masked MSE against the objective's reconstruction target per patch (normalised pixels
+// by default). One call runs forward and backward;
 // the loss goes to `loss` (this backend's memory: loss[0] the loss, loss[1] the weight sum), so a
 // GPU step never waits for the host.
 #include "vitfreeze/mim/mae.hpp"
 #include "vitfreeze/model/encoder.hpp"
 #include "vitfreeze/model/mae_decoder.hpp"
+#include "vitfreeze/model/targets.hpp"
 
 namespace vitfreeze::model {
 
@@ -23,7 +25,7 @@ ArrayOf<B, typename P::Activation> as_activation(typename B::Context& ctx, const
   }
 }
 
-template <Backend B, PrecisionPolicy P>
+template <Backend B, PrecisionPolicy P, mim::ReconstructionTarget Target = mim::NormalizedPixels>
   requires BackendFor<B, P>
 class Mae {
  public:
@@ -40,8 +42,10 @@ class Mae {
         decoder(ctx, host.decoder,
                 nn::sincos_pos_embed_2d<M>(host.decoder.embed.out_features(), HostEncoder::spec.grid(),
                                            HostEncoder::spec.grid(), true)),
-        geometry_{0, HostEncoder::spec.channels, HostEncoder::spec.image, HostEncoder::spec.image, HostEncoder::spec.patch},
-        norm_pix_(HostMae::norm_pix) {}
+        geometry_{0, HostEncoder::spec.channels, HostEncoder::spec.image, HostEncoder::spec.image, HostEncoder::spec.patch,
+                  /*lead=*/1} {
+    static_assert(std::is_same_v<typename HostMae::TargetType, Target>, "model::Mae: the host objective's target differs");
+  }
 
   MaskBuffers upload_masks(Context& ctx, const mim::MaskSet& m) const {
     if (m.views != 1) throw ConfigError("model::Mae: one view per image (split-view masks are MiCL's)");
@@ -53,15 +57,16 @@ class Mae {
   void forward_backward(Context& ctx, const ArrayOf<B, M>& images, const MaskBuffers& m, double* loss,
                         const float* loss_scale = nullptr, double weight = 1.0) const {
     const std::int64_t Bn = m.batch, L = m.patches, rows = Bn * (L + 1);
-    cpu::PatchGeometry g = geometry_;
+    mim::TargetGeometry g = geometry_;
     g.batch = Bn;
-    const std::int64_t values = g.patch_dim();
+    const std::int64_t values = Target::values(int(g.channels), g.cell);
     typename Encoder<B, P>::Saved encoder_saved;
     Array latent = encoder.forward(ctx, as_activation<B, P>(ctx, images), m.ids_keep.data(), Bn, m.keep, 1, &encoder_saved);
     typename MaeDecoder<B, P>::Saved decoder_saved;
     Array prediction = decoder.forward(ctx, latent, m, decoder_saved);
     Array target = B::template empty<T>(ctx, Shape{rows, values});
-    B::patch_targets(ctx, images.data(), target.data(), g, norm_pix_, mim::kNormPixEps);
+    T* target_rows = target.data();
+    compute_targets<B, Target>(ctx, images, std::span<const mim::TargetGeometry>(&g, 1), std::span<T* const>(&target_rows, 1));
     B::masked_mse_forward(ctx, prediction.data(), target.data(), m.loss_weight.data(), rows, values, loss);
     Array dprediction = B::template zeros<T>(ctx, Shape{rows, values});
     B::masked_mse_backward(ctx, weight, prediction.data(), target.data(), m.loss_weight.data(), m.weight_sum,
@@ -86,8 +91,7 @@ class Mae {
   MaeDecoder<B, P> decoder;
 
  private:
-  cpu::PatchGeometry geometry_;
-  bool norm_pix_;
+  mim::TargetGeometry geometry_;  // the batch is set per call
 };
 
 }  // namespace vitfreeze::model
