@@ -245,3 +245,20 @@ TEST_CASE("a user-defined target (Sobel magnitude, written in this test) trains 
   // |gx| = 4 on columns 3 and 4 (either side of the edge), 0 elsewhere: 4 such pixels per 16-pixel cell.
   for (int c = 0; c < 4; ++c) CHECK(t[c] == doctest::Approx(1.0));
 }
+
+TEST_CASE("model::Encoder evaluation on the full sequence (no Saved record) equals the tape encoder's forward") {
+  nn::ViT<kSpec, double> encoder(9);
+  const auto images = testing::random_tensor<double>({3, kSpec.channels, kSpec.image, kSpec.image}, 19);
+  Tape<double> tape;
+  NoGrad<double> no_grad(tape);
+  const Tensor<double> want = tape.value(encoder.forward(tape, images).tokens);
+  cpu::CpuContext ctx;
+  const model::Encoder<Cpu, Fp64> explicit_encoder(ctx, encoder);
+  Tensor<std::int32_t> every_patch(Shape{3, kSpec.tokens()});
+  for (std::int64_t i = 0; i < every_patch.numel(); ++i) every_patch[i] = std::int32_t(i % kSpec.tokens());
+  const Tensor<double> got = explicit_encoder.forward(ctx, images, every_patch.data(), 3, kSpec.tokens(), 1, nullptr);
+  REQUIRE(got.shape() == want.shape());
+  double worst = 0;
+  for (std::int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+  CHECK(worst < 1e-12);
+}
