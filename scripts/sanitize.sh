@@ -23,6 +23,7 @@ cmake -S . -B build-asan \
   -DVITFREEZE_CUDA=OFF -DVITFREEZE_BUILD_BENCH=OFF -DVITFREEZE_BUILD_EXAMPLES=OFF -DVITFREEZE_BUILD_TESTS=ON \
   >/dev/null
 cmake --build build-asan -j"$jobs"
+bash scripts/require_tests.sh build-asan
 built=$SECONDS
 
 # Leak checking works with libgomp: its thread pool stays reachable, so LeakSanitizer does not
