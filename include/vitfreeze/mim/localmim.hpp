@@ -110,6 +110,8 @@ class LocalMim {
   static constexpr int kTaps = Taps::count;
   static constexpr std::array<TapSpec, kTaps> tap_specs = Taps::list;
   static constexpr int out_dim = S.channels * NBins;  // HOG values per cell: channels x bins, R G B order
+  static constexpr int hog_bins = NBins;
+  static constexpr DecoderSpec decoder_spec = Dec;  // one decoder of this shape per tap
 
   // HOG pool (cell side in pixels) of tap k: patch / s.
   static constexpr int hog_pool(int k) {

@@ -15,6 +15,7 @@ class Mae {
  public:
   static constexpr const char* name = "mae";
   static constexpr bool norm_pix = NormPix;  // predictions are per-patch normalised pixels
+  static constexpr DecoderSpec decoder_spec = Dec;
   using Encoder = nn::ViT<S, T>;
 
   explicit Mae(std::uint64_t seed = 0) : decoder("", S.dim, Dec, S.grid(), S.patch_dim()) { decoder.init(seed); }

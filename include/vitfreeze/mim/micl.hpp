@@ -22,6 +22,7 @@ class Micl {
  public:
   static constexpr const char* name = "micl";
   static constexpr int views = 2;  // the masking policy must split the keep list in two (SplitView)
+  static constexpr MiclLoss loss_options = Loss;
   using Encoder = nn::ViT<S, T>;
   static_assert(Loss.tau > 0 && Loss.kappa >= 0, "MiCL: need tau > 0 and kappa >= 0");
 
