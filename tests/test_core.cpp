@@ -3,6 +3,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 
 #include "vitfreeze/core/arena.hpp"
 #include "vitfreeze/core/dtype.hpp"
@@ -26,45 +27,54 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
 namespace {
 float from_bits(std::uint32_t u) { return std::bit_cast<float>(u); }
 std::uint32_t bits_of(float f) { return std::bit_cast<std::uint32_t>(f); }
+
+struct Encoding {
+  float f32;
+  std::uint16_t bits;  // the expected 16-bit encoding
+  const char* what;
+};
+template <class Half>
+void check_encodings(std::initializer_list<Encoding> cases) {
+  for (const Encoding& c : cases) {
+    CAPTURE(c.what);
+    CHECK(Half(c.f32).bits == c.bits);
+  }
+}
+// NaN stays NaN (all exponent bits set, mantissa nonzero), including signalling NaNs whose payload
+// lies only in the bits the conversion drops.
+template <class Half>
+void check_nan_stays_nan(std::uint16_t exponent, std::initializer_list<std::uint32_t> nans) {
+  for (std::uint32_t nan : nans) {
+    CAPTURE(nan);
+    const std::uint16_t h = Half(from_bits(nan)).bits;
+    CHECK((h & exponent) == exponent);
+    CHECK((h & 0x7FFF & ~exponent) != 0);
+  }
+}
 }  // namespace
 
 TEST_CASE("bf16 from f32: known encodings, ties to even, overflow, subnormals") {
-  struct Case {
-    std::uint32_t f32;
-    std::uint16_t bf16;
-    const char* what;
-  };
-  const Case cases[] = {
-      {0x3F800000, 0x3F80, "1.0"},
-      {0xC0000000, 0xC000, "-2.0"},
-      {0x00000000, 0x0000, "+0"},
-      {0x80000000, 0x8000, "-0 keeps its sign"},
-      {0x40490FDB, 0x4049, "pi rounds down to 3.140625"},
-      {0x3EAAAAAB, 0x3EAB, "1/3 rounds up to 0.333984375"},
-      {0x3F808000, 0x3F80, "tie between 0x3F80 and 0x3F81 goes to the even 0x3F80"},
-      {0x3F818000, 0x3F82, "tie between 0x3F81 and 0x3F82 goes to the even 0x3F82"},
-      {0x3F808001, 0x3F81, "just above the tie rounds up"},
-      {0x7F7F7FFF, 0x7F7F, "just below max + half ulp stays the largest finite 0x7F7F"},
-      {0x7F7FFFFF, 0x7F80, "FLT_MAX overflows to +inf"},
-      {0xFF7FFFFF, 0xFF80, "-FLT_MAX overflows to -inf"},
-      {0x7F800000, 0x7F80, "+inf"},
-      {0xFF800000, 0xFF80, "-inf"},
-      {0x00010000, 0x0001, "the smallest bf16 subnormal is exact"},
-      {0x00008000, 0x0000, "half the smallest subnormal is a tie, to even: +0"},
-      {0x00018000, 0x0002, "1.5 smallest subnormals is a tie, to even: 2"},
-      {0x00000001, 0x0000, "the smallest f32 subnormal underflows to +0"},
-  };
-  for (const Case& c : cases) {
-    CAPTURE(c.what);
-    CHECK(bf16(from_bits(c.f32)).bits == c.bf16);
-  }
-  // NaN stays NaN, including a signalling NaN whose payload lies only in the dropped low half.
-  for (std::uint32_t nan : {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7F80FFFFu}) {
-    CAPTURE(nan);
-    const std::uint16_t b = bf16(from_bits(nan)).bits;
-    CHECK((b & 0x7F80) == 0x7F80);
-    CHECK((b & 0x007F) != 0);
-  }
+  check_encodings<bf16>({
+      {from_bits(0x3F800000), 0x3F80, "1.0"},
+      {from_bits(0xC0000000), 0xC000, "-2.0"},
+      {from_bits(0x00000000), 0x0000, "+0"},
+      {from_bits(0x80000000), 0x8000, "-0 keeps its sign"},
+      {from_bits(0x40490FDB), 0x4049, "pi rounds down to 3.140625"},
+      {from_bits(0x3EAAAAAB), 0x3EAB, "1/3 rounds up to 0.333984375"},
+      {from_bits(0x3F808000), 0x3F80, "tie between 0x3F80 and 0x3F81 goes to the even 0x3F80"},
+      {from_bits(0x3F818000), 0x3F82, "tie between 0x3F81 and 0x3F82 goes to the even 0x3F82"},
+      {from_bits(0x3F808001), 0x3F81, "just above the tie rounds up"},
+      {from_bits(0x7F7F7FFF), 0x7F7F, "just below max + half ulp stays the largest finite 0x7F7F"},
+      {from_bits(0x7F7FFFFF), 0x7F80, "FLT_MAX overflows to +inf"},
+      {from_bits(0xFF7FFFFF), 0xFF80, "-FLT_MAX overflows to -inf"},
+      {from_bits(0x7F800000), 0x7F80, "+inf"},
+      {from_bits(0xFF800000), 0xFF80, "-inf"},
+      {from_bits(0x00010000), 0x0001, "the smallest bf16 subnormal is exact"},
+      {from_bits(0x00008000), 0x0000, "half the smallest subnormal is a tie, to even: +0"},
+      {from_bits(0x00018000), 0x0002, "1.5 smallest subnormals is a tie, to even: 2"},
+      {from_bits(0x00000001), 0x0000, "the smallest f32 subnormal underflows to +0"},
+  });
+  check_nan_stays_nan<bf16>(0x7F80, {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7F80FFFFu});
 }
 
 TEST_CASE("bf16 to f32 is the top half of the f32 encoding") {
@@ -79,13 +89,8 @@ TEST_CASE("bf16 to f32 is the top half of the f32 encoding") {
 }
 
 TEST_CASE("f16 from f32: known encodings, ties to even, overflow, subnormals") {
-  struct Case {
-    float f32;
-    std::uint16_t f16;
-    const char* what;
-  };
   const float two_m24 = 0x1p-24f;  // the smallest f16 subnormal
-  const Case cases[] = {
+  check_encodings<f16>({
       {1.0f, 0x3C00, "1.0"},
       {-2.0f, 0xC000, "-2.0"},
       {0.5f, 0x3800, "0.5"},
@@ -109,17 +114,8 @@ TEST_CASE("f16 from f32: known encodings, ties to even, overflow, subnormals") {
       {1.0f + 3 * 0x1p-11f, 0x3C02, "tie between 0x3C01 and 0x3C02 goes to the even 0x3C02"},
       {2049.0f, 0x6800, "2049 is a tie between 2048 and 2050, to even: 2048"},
       {2051.0f, 0x6802, "2051 is a tie between 2050 and 2052, to even: 2052"},
-  };
-  for (const Case& c : cases) {
-    CAPTURE(c.what);
-    CHECK(f16(c.f32).bits == c.f16);
-  }
-  for (std::uint32_t nan : {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7F801FFFu}) {
-    CAPTURE(nan);
-    const std::uint16_t h = f16(from_bits(nan)).bits;
-    CHECK((h & 0x7C00) == 0x7C00);
-    CHECK((h & 0x03FF) != 0);
-  }
+  });
+  check_nan_stays_nan<f16>(0x7C00, {0x7FC00000u, 0xFFC00000u, 0x7F800001u, 0x7F801FFFu});
 }
 
 TEST_CASE("f16 to f32: known values, and every non-NaN f16 survives the round trip") {
