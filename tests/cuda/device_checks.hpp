@@ -31,11 +31,12 @@ using Doubles = std::vector<double>;
 struct DeviceChecker {
   int checks = 0, failures = 0;
   int skips = 0;  // cases the backend declined to run: not tested, counted in the summary line
+  bool quiet = false;  // prints nothing (the checker's own self-tests, whose FAIL lines are expected)
 
   void expect(bool ok, const std::string& name) {
     ++checks;
     failures += !ok;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
+    if (!quiet) std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
   }
   // Element-wise, allclose-style: |got_i - want_i| <= tol * max(|want_i|, rms(want)) for every i,
   // every value finite, sizes equal and nonzero (tol 0: exact). Each entry is held to its own size,
@@ -62,6 +63,7 @@ struct DeviceChecker {
     }
     const bool ok = finite && worst <= 1.0;
     failures += !ok;
+    if (quiet) return;
     if (!finite) {
       std::printf("FAIL %-60s NON-FINITE OUTPUT or size mismatch (%zu values, %zu expected)\n", name.c_str(), got.size(),
                   want.size());
@@ -73,6 +75,7 @@ struct DeviceChecker {
   // A case the backend cannot run here: said loudly, counted, not a failure.
   void skip(const std::string& name, const std::string& why) {
     ++skips;
+    if (quiet) return;
     std::printf("skip: %s: %s\n", name.c_str(), why.c_str());
     std::printf("      ^^^^ SKIPPED, NOT TESTED ^^^^\n");
   }
@@ -104,15 +107,15 @@ inline std::string gpu_unavailable() {
 // The exit code after the device checks ran (printing the summary): 1 on any failure, and 1 when
 // they checked nothing (`c.checks` still equal to the host checks' count: every case skipped).
 inline int device_exit_code(const DeviceChecker& c, int host_checks) {
-  if (c.skips)
-    std::printf("%d checks, %d failed, %d case(s) SKIPPED, NOT TESTED\n", c.checks, c.failures, c.skips);
-  else
-    std::printf("%d checks, %d failed\n", c.checks, c.failures);
-  if (c.checks == host_checks) {
-    std::printf("FAIL: no device check ran (%d case(s) skipped)\n", c.skips);
-    return 1;
+  const bool nothing_checked = c.checks == host_checks;
+  if (!c.quiet) {
+    if (c.skips)
+      std::printf("%d checks, %d failed, %d case(s) SKIPPED, NOT TESTED\n", c.checks, c.failures, c.skips);
+    else
+      std::printf("%d checks, %d failed\n", c.checks, c.failures);
+    if (nothing_checked) std::printf("FAIL: no device check ran (%d case(s) skipped)\n", c.skips);
   }
-  return c.failures ? 1 : 0;
+  return nothing_checked || c.failures ? 1 : 0;
 }
 
 // Runs `host_checks(checker)` (no GPU needed), then `device_checks(checker)` when a GPU is usable;

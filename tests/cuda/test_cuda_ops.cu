@@ -115,13 +115,13 @@ void host_checks(DeviceChecker& c) {
     got[i] = v, got[j] = w;
     return got;
   };
-  DeviceChecker probe;
+  DeviceChecker probe{.quiet = true};
   probe.close("  (checker self-test: a small entry off by 50 %, must FAIL)", with(7, 1.5), want, 1e-2);
   probe.close("  (checker self-test: within tolerance)", with(7, 1.05, 0, 100.9), want, 1e-2);
   probe.close("  (checker self-test: tol 0 and one ulp off, must FAIL)", with(7, std::nextafter(1.0, 2.0)), want, 0.0);
   probe.close("  (checker self-test: NaN, must FAIL)", with(7, NAN), want, 1e-2);
   c.expect(probe.checks == 4 && probe.failures == 3, "DeviceChecker::close judges each entry (3 of 4 self-tests fail)");
-  DeviceChecker all_skipped;
+  DeviceChecker all_skipped{.quiet = true};
   all_skipped.expect(true, "  (host check)");
   all_skipped.skip("  (checker self-test)", "every device case skipped");
   c.expect(device_exit_code(all_skipped, 1) == 1, "a run whose device cases were all skipped fails");
