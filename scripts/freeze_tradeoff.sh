@@ -24,4 +24,5 @@ for seed in "${seeds[@]}"; do
     run_recipe "runs/freeze_tradeoff/seed$seed/$row" --seed "$seed" --objective localmim ${flags[$row]}
   done
 done
-python3 scripts/freeze_tradeoff_table.py runs/freeze_tradeoff
+# shellcheck disable=SC2086  # one row name per word
+python3 scripts/freeze_tradeoff_table.py runs/freeze_tradeoff --require "${seeds[@]}" --rows $rows

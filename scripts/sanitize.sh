@@ -23,6 +23,7 @@ cmake -S . -B build-asan \
   -DVITFREEZE_CUDA=OFF -DVITFREEZE_DNNL=OFF -DVITFREEZE_BUILD_BENCH=OFF -DVITFREEZE_BUILD_EXAMPLES=OFF -DVITFREEZE_BUILD_TESTS=ON \
   >/dev/null
 cmake --build build-asan -j"$jobs"
+bash scripts/require_tests.sh build-asan
 built=$SECONDS
 
 # -DVITFREEZE_DNNL=OFF: this suite runs the CPU backend's Eigen GEMM (the build without oneDNN) while

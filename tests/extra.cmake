@@ -1,11 +1,27 @@
+# A group of tests this configuration does not build still appears in CTest's output and summary
+# ("The following tests did not run: ... (Skipped)") with the reason, instead of silently missing.
+function(vitfreeze_absent_tests name reason)
+  add_test(NAME ${name} COMMAND bash -c "echo 'NOT BUILT: ${reason}'; exit 77")
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77)
+endfunction()
+
 # ---- compile-fail tests: each source must NOT compile, and must compile with VITFREEZE_CONTROL --
+# Each source names the static_assert message it must trigger in a line "// Expected error: MESSAGE"
+# (a regular expression): any other compile error (a typo, a missing include) fails the test.
 file(GLOB VITFREEZE_COMPILE_FAIL_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/*.cpp)
 set(_vf_syntax_only ${CMAKE_CXX_COMPILER} -std=c++20 -fsyntax-only -fopenmp
     -I${PROJECT_SOURCE_DIR}/include -I${EIGEN3_INCLUDE_DIR})
 foreach(src IN LISTS VITFREEZE_COMPILE_FAIL_SOURCES)
   get_filename_component(name ${src} NAME_WE)
+  file(STRINGS ${src} expected REGEX "^// Expected error: ")
+  list(LENGTH expected count)
+  if(NOT count EQUAL 1)
+    message(FATAL_ERROR "${src}: needs exactly one line '// Expected error: MESSAGE' (has ${count})")
+  endif()
+  string(REGEX REPLACE "^// Expected error: " "" expected "${expected}")
   add_test(NAME compile_fail:${name} COMMAND ${_vf_syntax_only} ${src})
-  set_tests_properties(compile_fail:${name} PROPERTIES WILL_FAIL TRUE)
+  # The expression alone decides (exit status ignored): it can only match a failed static_assert.
+  set_tests_properties(compile_fail:${name} PROPERTIES PASS_REGULAR_EXPRESSION "error: static assertion failed.*${expected}")
   add_test(NAME compile_control:${name} COMMAND ${_vf_syntax_only} -DVITFREEZE_CONTROL ${src})
 endforeach()
 
@@ -20,12 +36,17 @@ if(VITFREEZE_HAVE_CUDA)
   foreach(src IN LISTS VITFREEZE_CUDA_TEST_SOURCES)
     get_filename_component(name ${src} NAME_WE)
     if(name STREQUAL "test_cuda_sdpa" AND NOT VITFREEZE_HAVE_CUDNN)
+      vitfreeze_absent_tests(cuda:test_cuda_sdpa "cuDNN not found at configure time (set CUDNN_PATH)")
       continue()  # it tests cuDNN itself
     endif()
     vitfreeze_cuda_executable(${name} ${src})
     add_test(NAME cuda:${name} COMMAND ${name})
     set_tests_properties(cuda:${name} PROPERTIES SKIP_RETURN_CODE 77)
   endforeach()
+elseif(VITFREEZE_CUDA)
+  vitfreeze_absent_tests(cuda:not_built "no nvcc found at configure time: the CUDA tests are not compiled")
+else()
+  vitfreeze_absent_tests(cuda:not_built "configured with VITFREEZE_CUDA=OFF: the CUDA tests are not compiled")
 endif()
 
 # ---- MPI: data-parallel training under mpiexec with 2 and 3 ranks (one thread each) ---------------
@@ -41,4 +62,8 @@ if(VITFREEZE_HAVE_MPI)
     set_tests_properties(mpi:data_parallel_${ranks}_ranks PROPERTIES TIMEOUT 600 PROCESSORS ${ranks}
       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1;ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
   endforeach()
+elseif(VITFREEZE_MPI)
+  vitfreeze_absent_tests(mpi:not_built "MPI not found at configure time (scripts/deps.sh installs Open MPI; reconfigure a fresh build dir)")
+else()
+  vitfreeze_absent_tests(mpi:not_built "configured with VITFREEZE_MPI=OFF: the data-parallel tests are not built")
 endif()

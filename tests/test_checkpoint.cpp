@@ -459,6 +459,18 @@ TEST_CASE("--dump-step: input, mask, loss, parameters before the update and grad
   const auto spec = io::Json::parse(r.metadata().at("vitfreeze.spec"));
   CHECK(spec.at("dim").as_int() == 16);
   CHECK(spec.at("depth").as_int() == 2);
+  // Enough to rebuild the objective from the file alone: decoder, target and masking.
+  const auto objective = io::Json::parse(r.metadata().at("vitfreeze.objective_spec"));
+  CHECK(objective.at("decoder").at("dim").as_int() == 8);
+  CHECK(objective.at("decoder").at("depth").as_int() == 1);
+  CHECK(objective.at("decoder").at("heads").as_int() == 2);
+  CHECK(objective.at("decoder").at("mlp_ratio").as_int() == 2);
+  CHECK(objective.at("target").at("kind").as_string() == "normalised-pixels");
+  CHECK(objective.at("target").at("values_per_cell").as_int() == 16);
+  CHECK(objective.at("target").at("norm_pix").as_bool());
+  const auto masking = io::Json::parse(r.metadata().at("vitfreeze.masking"));
+  CHECK(masking.at("ratio").as_double() == 0.75);
+  CHECK(masking.at("visible_patches").as_int() == 1);
 }
 
 TEST_CASE("timm/MAE weights: export, import round trip, and all-or-nothing refusal") {

@@ -10,6 +10,7 @@
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/mim/localmim.hpp"
 #include "vitfreeze/testing/random_tensor.hpp"
+#include "vitfreeze/testing/temp_dir.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
 
 using namespace vitfreeze;
@@ -435,4 +436,62 @@ TEST_CASE("LocalMIM in the trainer: a tap freezes with its block (dropped, no gr
     CHECK_FALSE(adam.has_state(*p));
   }
   CHECK(objective.tap_active(1));
+}
+
+TEST_CASE("--dump-step with LocalMIM: transposed convolutions in PyTorch's layout, taps and target in the metadata") {
+  constexpr ViTSpec S{.image = 16, .channels = 1, .patch = 2, .dim = 32, .depth = 4, .heads = 4, .mlp_ratio = 2};
+  using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{3, 1, 1}>;  // tap 0's head starts with a ConvT
+  using Objective = mim::LocalMim<S, Taps, mim::DecoderSpec{.dim = 32, .depth = 1, .heads = 4}>;
+  testing::TempDir dir;
+  nn::ViT<S, float> encoder(1);
+  Objective objective(2);
+  freeze::FreezeController controller(freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, false}.fractions(S.depth + 1),
+                                      {1, 0, 4}, {.mode = freeze::LrMode::global_hard_freeze, .base_lr = 1e-3});
+  optim::AdamW<float> adam;
+  train::PretrainOptions opt;
+  opt.epochs = 1;
+  opt.progress = false;
+  opt.dump_step = dir / "step.safetensors";
+  train::Pretrainer trainer(encoder, objective, mim::Random<750>{}, controller, adam, opt);
+  const auto& convt = objective.head(0).upsample1()->weight;  // ours: [4 * out, in] = [64, 32]
+  REQUIRE(convt.name == "decoder.0.pred.0.weight");
+  REQUIRE(convt.value.shape() == Shape{64, 32});
+  const Tensor<float> before = convt.value.clone();  // the dump holds the values before the update
+  trainer.step(random_tensor<float>({4, 1, 16, 16}, 4), 0);
+
+  const io::SafetensorsReader r(opt.dump_step);
+  // PyTorch's ConvTranspose2d(32 -> 16, 2, 2).weight is [in, out, kH, kW], element [ci][co][ky][kx]
+  // our weight[4 co + 2 ky + kx][ci] (the mapping checked against a direct loop above).
+  for (const char* prefix : {"param/", "grad/"})
+    CHECK(r.info(prefix + convt.name).shape == std::vector<std::int64_t>{32, 16, 2, 2});
+  const Tensor<float> file = r.get<float>("param/" + convt.name);
+  int mismatches = 0;
+  for (int ci = 0; ci < 32; ++ci)
+    for (int co = 0; co < 16; ++co)
+      for (int ky = 0; ky < 2; ++ky)
+        for (int kx = 0; kx < 2; ++kx) mismatches += file.at(ci, co, ky, kx) != before.at(4 * co + 2 * ky + kx, ci);
+  CHECK(mismatches == 0);
+  // A tensor whose layout is ours under another shape: the scale-1 head's 1x1 convolution.
+  CHECK(r.info("param/decoder.1.pred.0.weight").shape == std::vector<std::int64_t>{9, 32, 1, 1});
+
+  const auto spec = io::Json::parse(r.metadata().at("vitfreeze.objective_spec"));
+  CHECK(spec.at("name").as_string() == "localmim");
+  CHECK(spec.at("decoder").at("dim").as_int() == 32);
+  CHECK(spec.at("decoder").at("depth").as_int() == 1);
+  CHECK(spec.at("decoder").at("heads").as_int() == 4);
+  const auto& taps = spec.at("taps").as_array();
+  REQUIRE(taps.size() == 2);
+  CHECK(taps[0].at("block").as_int() == 1);
+  CHECK(taps[0].at("scale_num").as_int() == 2);
+  CHECK(taps[0].at("scale_den").as_int() == 1);
+  CHECK(taps[0].at("cell").as_int() == 1);  // patch 2 at scale 2: one-pixel cells
+  CHECK(taps[1].at("cell").as_int() == 2);
+  CHECK(taps[1].at("values_per_cell").as_int() == 9);
+  CHECK(taps[1].at("active").as_bool());
+  CHECK(spec.at("target").at("kind").as_string() == "hog");
+  CHECK(spec.at("target").at("bins").as_int() == 9);
+  const auto masking = io::Json::parse(r.metadata().at("vitfreeze.masking"));
+  CHECK(masking.at("policy").as_string() == "random");
+  CHECK(masking.at("ratio").as_double() == 0.75);
+  CHECK(masking.at("visible_patches").as_int() == 16);  // 64 patches, 25 % visible
 }

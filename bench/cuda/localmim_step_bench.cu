@@ -4,7 +4,7 @@
 // computed inside the step. Prints images/s, achieved TFLOP/s (matrix products only, x3 for
 // training) and the time saved by freezing a prefix of units; as the trainer does, a tap whose block
 // is frozen is dropped. The PyTorch reference on the same shapes is torch_mim_bench.py (localmim-b).
-//   localmim_step_bench [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12]
+//   localmim_step_bench [batch=256] [steps per timed block=20] [frozen units list, e.g. 0,4,8,12]
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>

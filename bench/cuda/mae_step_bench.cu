@@ -4,7 +4,7 @@
 // units (truncate semantics). The PyTorch reference on the same shapes is torch_mim_bench.py.
 // After the frozen-prefix variants it times the unfrozen step replayed as a CUDA graph and, when
 // cuDNN's fused attention is compiled in, on the GEMM attention path (the A/B of the two paths).
-//   mae_step_bench [model=b|ti] [batch=256] [steps=20] [frozen units list, e.g. 0,4,8,12] [bf16|fp16]
+//   mae_step_bench [model=b|ti] [batch=256] [steps per timed block=20] [frozen units list, e.g. 0,4,8,12] [bf16|fp16]
 //   (fp16: Fp16Mixed, fp16 activations with dynamic loss scaling)
 // With VITFREEZE_PROFILE_ONE_STEP set, one step is bracketed by cudaProfilerStart/Stop (for
 // `ncu --profile-from-start off`) and the program ends.

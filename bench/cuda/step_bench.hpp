@@ -1,7 +1,10 @@
 #pragma once
-// What the pretraining-step benches share: rotating input batches, the timed step loop (CUDA events
-// around each step on the context's stream, median of `steps` after 3 warm-up steps) and the
+// What the pretraining-step benches share: rotating input batches, the timed step loop and the
 // result line (img/s, TFLOP/s from a matrix-product count, saving against the unfrozen baseline).
+// The statistic is the one bench/cuda/torch_mim_bench.py uses for PyTorch, so the two compare:
+// kWarmupSteps untimed steps, then kTimedBlocks blocks of `steps` steps, each block timed by CUDA
+// events around it (no synchronisation between its steps); the step time is the median over the
+// blocks of the block's mean.
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
@@ -35,19 +38,24 @@ inline std::vector<Tensor<float>> random_device_images(cuda::CudaContext& ctx, i
   return images;
 }
 
+inline constexpr int kWarmupSteps = 10;
+inline constexpr int kTimedBlocks = 5;
+
 struct StepTiming {
-  double median_ms = 0, min_ms = 0, max_ms = 0;
+  double median_ms = 0, min_ms = 0, max_ms = 0;  // over the blocks' mean step times
 };
 
-// Runs step(i) for i = 0, 1, 2 untimed (plans, allocator cache, clocks), then `steps` timed steps.
-// With VITFREEZE_PROFILE_ONE_STEP set, it brackets one step with cudaProfilerStart/Stop and ends the program.
+// Runs step(i) for kWarmupSteps untimed steps (plans, allocator cache, clocks), then kTimedBlocks
+// timed blocks of `steps` steps. With VITFREEZE_PROFILE_ONE_STEP set, it brackets one step with
+// cudaProfilerStart/Stop and ends the program.
 template <class Step>
 StepTiming time_steps(cuda::CudaContext& ctx, int steps, Step&& step) {
-  for (int i = 0; i < 3; ++i) step(i);
+  int i = 0;
+  for (; i < kWarmupSteps; ++i) step(i);
   ctx.synchronize();
   if (std::getenv("VITFREEZE_PROFILE_ONE_STEP")) {  // for `ncu --profile-from-start off`: one step, then stop
     cuda::check(cudaProfilerStart(), "cudaProfilerStart");
-    step(3);
+    step(i);
     ctx.synchronize();
     cuda::check(cudaProfilerStop(), "cudaProfilerStop");
     std::exit(0);  // a benchmark tool, not library code
@@ -56,14 +64,14 @@ StepTiming time_steps(cuda::CudaContext& ctx, int steps, Step&& step) {
   cudaEvent_t start, stop;
   cuda::check(cudaEventCreate(&start), "cudaEventCreate");
   cuda::check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < steps; ++i) {
+  for (int b = 0; b < kTimedBlocks; ++b) {
     cuda::check(cudaEventRecord(start, ctx.stream()), "cudaEventRecord");
-    step(i);
+    for (int k = 0; k < steps; ++k) step(i++);
     cuda::check(cudaEventRecord(stop, ctx.stream()), "cudaEventRecord");
     cuda::check(cudaEventSynchronize(stop), "cudaEventSynchronize");
     float t = 0;
     cuda::check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t);
+    ms.push_back(t / float(steps));
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
@@ -79,7 +87,7 @@ inline void report_step(cuda::CudaContext& ctx, int frozen_units, const StepTimi
   cuda::check(cudaMemcpy(&loss, loss_device.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
   if (frozen_units == 0) baseline_ms = t.median_ms;
   const auto stats = ctx.allocator().stats();
-  std::printf("frozen units %2d%s: step %.2f ms (min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
+  std::printf("frozen units %2d%s: step %.2f ms (block means min %.2f, max %.2f), %.0f img/s, %.1f TFLOP/s%s, loss %.4f, "
               "device memory in use+cached %.2f GiB, cudaMalloc calls %zu\n",
               frozen_units, note.c_str(), t.median_ms, t.min_ms, t.max_ms, batch / (t.median_ms / 1e3),
               frozen_units == 0 ? flops_per_image * batch / (t.median_ms / 1e3) / 1e12 : 0.0,

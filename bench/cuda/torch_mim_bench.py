@@ -12,9 +12,21 @@ computed on the device inside the step (hog.hpp), re-scaled masks, four masked M
 
 FLOPs are analytic (flops_per_image): 2*M*N*K per forward GEMM (attention QK^T and PV included; convs
 as GEMMs; norms, softmax, GELU, HOG not counted), x3 per training step, as include/vitfreeze/nn/flops.hpp.
-eager-fp32 keeps PyTorch's default fp32 matmul precision. Without CUDA (or with --smoke) a tiny config runs.
+MFU = achieved TFLOP/s over the GPU's published dense bf16 peak (--peak-tflops; H100 SXM and H200:
+989.4), the one definition bench/RESULTS.md and docs/cuda.md use.
+
+Modes: eager (bf16 autocast), compile (torch.compile default), compile-max-autotune,
+compile-reduce-overhead (CUDA graphs: the one to compare with vitfreeze's graphed step), eager-fp32
+(PyTorch's default fp32 matmul precision); a "+cudnn" suffix pins scaled_dot_product_attention to
+cuDNN's backend (e.g. eager+cudnn). cudnn.benchmark is on. Each result records the SDPA backend
+PyTorch ran (seen by the profiler on one step; not visible under CUDA-graph replay).
+
+Statistic, the same as vitfreeze's step benches (bench/cuda/step_bench.hpp): --warmup untimed steps,
+then --repeats blocks of --steps steps, each block timed by CUDA events around it; the step time is
+the median of the block means. Inputs (images and masks) are made before timing, --input-sets of
+them used in rotation, as vitfreeze's benches do. Without CUDA (or with --smoke) a tiny config runs.
 """
-import argparse, json, math, statistics, sys, time
+import argparse, contextlib, json, math, statistics, sys, time
 from dataclasses import dataclass, field, replace, asdict
 from functools import partial
 
@@ -281,54 +293,96 @@ def make_optimizer(model, device):
     return torch.optim.AdamW(groups, lr=1.5e-4, betas=(0.9, 0.95), **({"fused": True} if device.type == "cuda" else {}))
 
 
+COMPILE_MODES = {"compile": "default", "compile-max-autotune": "max-autotune",
+                 "compile-reduce-overhead": "reduce-overhead"}
+MODES = {"eager", "eager-fp32", *COMPILE_MODES}
+
+
+def parse_mode(mode):  # "compile+cudnn" -> ("compile", True)
+    base, _, pin = mode.partition("+")
+    assert base in MODES and pin in ("", "cudnn"), f"unknown mode {mode}"
+    return base, pin == "cudnn"
+
+
+def attention_context(pin_cudnn):
+    """A context pinning F.scaled_dot_product_attention to cuDNN's backend (torch >= 2.3), or none."""
+    if not pin_cudnn:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([SDPBackend.CUDNN_ATTENTION])
+
+
+SDPA_OPS = {"_scaled_dot_product_cudnn_attention": "cudnn", "_scaled_dot_product_flash_attention": "flash",
+            "_scaled_dot_product_efficient_attention": "mem_efficient", "_efficient_attention_forward": "mem_efficient",
+            "_flash_attention_forward": "flash", "_scaled_dot_product_attention_math": "math"}
+
+
+def sdpa_backends(run_step):
+    """The SDPA backends the profiler sees in one step: the aten kernels PyTorch dispatched to."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run_step()
+    seen = {backend for e in prof.key_averages() for op, backend in SDPA_OPS.items() if e.key.endswith(op)}
+    return sorted(seen) or ["not visible (CUDA-graph replay or no SDPA op)"]
+
+
 def bench(name, c, mode, args, device):
     torch.manual_seed(0)
     model = build(c).to(device)
     opt = make_optimizer(model, device)
-    fn = torch.compile(model) if mode == "compile" else model
+    base, pin_cudnn = parse_mode(mode)
+    fn = torch.compile(model, mode=COMPILE_MODES[base]) if base in COMPILE_MODES else model
+    graphed = base == "compile-reduce-overhead"
+    mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", lambda: None)
     B, cuda = args.batch, device.type == "cuda"
+    inputs = [(torch.randn(B, 3, c.img, c.img, device=device), *random_masks(B, c, device))
+              for _ in range(args.input_sets)]  # made before timing, used in rotation (vitfreeze: kInputSets)
+    counter = [0]
 
     def step():
-        imgs = torch.randn(B, 3, c.img, c.img, device=device)
-        masks = random_masks(B, c, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode != "eager-fp32"):
+        imgs, *masks = inputs[counter[0] % len(inputs)]
+        counter[0] += 1
+        if graphed:
+            mark_step()  # a new training iteration: the graph's previous outputs may be overwritten
+        with attention_context(pin_cudnn), torch.autocast(device.type, dtype=torch.bfloat16, enabled=base != "eager-fp32"):
             loss = fn(imgs, *masks)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
-    def timed(n):  # (seconds per step over n steps, last loss): CUDA events on the GPU, wall clock on the CPU
+    def timed(n):  # (seconds per step over a block of n steps, last loss): CUDA events around the block
         if not cuda:
             t = time.perf_counter()
             loss = [step() for _ in range(n)][-1]
-            return (time.perf_counter() - t) / n, loss
+            return (time.perf_counter() - t) / n, float(loss)
         e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         e0.record()
         for _ in range(n):
             loss = step()
         e1.record()
         e1.synchronize()
-        return e0.elapsed_time(e1) / 1e3 / n, loss
+        return e0.elapsed_time(e1) / 1e3 / n, float(loss)
 
-    first, loss = timed(1)  # includes compilation in compile mode
+    first, loss = timed(1)  # includes compilation in the compile modes
     if args.warmup > 1:
         timed(args.warmup - 1)
+    backends = sdpa_backends(step) if cuda else ["cpu"]
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times, losses = zip(*(timed(args.steps) for _ in range(args.repeats)))
-    loss = float(losses[-1])
+    loss = losses[-1]
     assert math.isfinite(loss), f"{name} {mode}: loss {loss}"
     med, fl = statistics.median(times), flops_per_image(c)
     res = {"model": name, "mode": mode, "batch": B, "step_ms": 1e3 * med, "step_ms_all": [1e3 * t for t in times],
            "img_per_s": B / med, "tflops": fl["train"] * B / med / 1e12, "train_flops_per_image": fl["train"],
            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-           "first_step_s": first, "loss": loss}
+           "first_step_s": first, "loss": loss, "sdpa_backends": backends}
     res["mfu_pct"] = 100 * res["tflops"] / args.peak_tflops
-    print(f"  {name:<11s} {mode:<10s} {res['step_ms']:8.2f} ms/step  {res['img_per_s']:8.1f} img/s  "
-          f"{res['tflops']:7.1f} TFLOP/s  first step {first:6.1f} s  loss {loss:.4f}", flush=True)
+    print(f"  {name:<11s} {mode:<24s} {res['step_ms']:8.2f} ms/step  {res['img_per_s']:8.1f} img/s  "
+          f"{res['tflops']:7.1f} TFLOP/s  first step {first:6.1f} s  loss {loss:.4f}  SDPA {','.join(backends)}",
+          flush=True)
     fn = model = opt = losses = None  # free this model's memory before the next one
-    if mode == "compile":
+    if base in COMPILE_MODES:
         torch._dynamo.reset()
     if cuda:
         torch.cuda.empty_cache()
@@ -382,24 +436,30 @@ def main():
     global BLOCK
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--models", default="mae-b,mae-ti,localmim-b")
-    ap.add_argument("--modes", default="eager,compile", help="comma list of eager, compile, eager-fp32")
-    for flag, default in (("batch", 256), ("steps", 30), ("warmup", 10), ("repeats", 3)):
+    ap.add_argument("--modes", default="eager,compile,compile-max-autotune,compile-reduce-overhead,eager+cudnn",
+                    help=f"comma list of {', '.join(sorted(MODES))}, each optionally with +cudnn")
+    # The defaults are vitfreeze's (step_bench.hpp: kWarmupSteps, kTimedBlocks, steps, kInputSets).
+    for flag, default in (("batch", 256), ("steps", 20), ("warmup", 10), ("repeats", 5), ("input-sets", 4)):
         ap.add_argument(f"--{flag}", type=int, default=default)
     ap.add_argument("--json", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny config (img 32, patch 8, depth 4, batch 4)")
     ap.add_argument("--block", choices=["timm", "own"], default="timm")
     ap.add_argument("--no-flop-check", action="store_true", help="skip the torch FLOP counter cross-check")
-    ap.add_argument("--peak-tflops", type=float, default=989.4, help="for MFU; H100 SXM dense bf16")
+    ap.add_argument("--peak-tflops", type=float, default=989.4,
+                    help="published dense bf16 peak for MFU (H100 SXM and H200: 989.4)")
     args = ap.parse_args()
     models, modes = args.models.split(","), args.modes.split(",")
     assert set(models) <= set(MODELS), f"unknown model in {models}; have {list(MODELS)}"
-    assert set(modes) <= {"eager", "compile", "eager-fp32"}, f"unknown mode in {modes}"
+    for m in modes:
+        parse_mode(m)
     try:
         if args.block == "timm":
             from timm.models.vision_transformer import Block as BLOCK
     except ImportError:
         print("timm not importable: using the script's own block (same math)")
     cuda = torch.cuda.is_available()
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # the convolutions (patch embedding, LocalMIM heads) pick their best
     device, device_name = torch.device("cuda" if cuda else "cpu"), torch.cuda.get_device_name() if cuda else "cpu"
     if not cuda:
         print("CUDA is not available: running the CPU smoke test only.")
@@ -411,10 +471,12 @@ def main():
         smoke_checks(device)
     print(f"torch {torch.__version__}, device {device_name}, "
           f"block {BLOCK.__module__}.{BLOCK.__name__}, batch {args.batch}, warmup {args.warmup}, "
-          f"{args.repeats} x {args.steps} steps")
+          f"median of {args.repeats} blocks of {args.steps} steps, {args.input_sets} input sets, "
+          f"MFU against {args.peak_tflops} TFLOP/s")
 
     results, flops = [], {}
-    meta = {**vars(args), "modes": modes, "torch": torch.__version__,
+    meta = {**vars(args), "modes": modes, "torch": torch.__version__, "cudnn_benchmark": cuda,
+            "statistic": f"median of {args.repeats} block means, {args.steps} steps a block, after {args.warmup} warm-up steps",
             "block": f"{BLOCK.__module__}.{BLOCK.__name__}", "device": device_name}
     for name in models:
         c = smoke_cfg(MODELS[name]) if args.smoke else MODELS[name]
@@ -432,11 +494,12 @@ def main():
                 with open(args.json, "w") as fh:
                     json.dump({"meta": meta, "flops_per_image": flops, "results": results}, fh, indent=1)
 
-    print(f"\n{'model':<11s} {'mode':<10s} {'batch':>5s} {'ms/step':>9s} {'img/s':>9s} {'GFLOP/img':>10s} "
+    print(f"\nMFU = achieved TFLOP/s / {args.peak_tflops} TFLOP/s (published dense bf16 peak)")
+    print(f"{'model':<11s} {'mode':<24s} {'batch':>5s} {'ms/step':>9s} {'img/s':>9s} {'GFLOP/img':>10s} "
           f"{'TFLOP/s':>8s} {'MFU%':>6s} {'peak GiB':>9s} {'1st step s':>10s}")
     for r in results:
         mem = "-" if r["peak_mem_gib"] is None else f"{r['peak_mem_gib']:.2f}"
-        print("{model:<11s} {mode:<10s} {batch:5d} {step_ms:9.2f} {img_per_s:9.1f} {gf:10.3f} {tflops:8.1f} "
+        print("{model:<11s} {mode:<24s} {batch:5d} {step_ms:9.2f} {img_per_s:9.1f} {gf:10.3f} {tflops:8.1f} "
               "{mfu_pct:6.1f} {mem:>9s} {first_step_s:10.1f}".format(**r, gf=r["train_flops_per_image"] / 1e9, mem=mem))
     if args.json:
         print(f"wrote {args.json}")

@@ -1,14 +1,18 @@
 #pragma once
-// What every CUDA test shares: a checker printing one line per check (relative error against a
+// What every CUDA test shares: a checker printing one line per check (element-wise error against a
 // reference; a non-finite output never passes), the exit protocol (0 pass, 1 fail, 77 skipped: no
-// usable GPU, said on stdout), sections that turn an exception into one failure, reproducible random
-// host data, host <-> device copies with NaN-poisoned outputs, and the host side of whole-step tests.
+// usable GPU, said on stdout; VITFREEZE_REQUIRE_GPU=1 makes that a failure, and a run whose device
+// cases were all skipped fails too), sections that turn an exception into one failure, reproducible
+// random host data, host <-> device copies with NaN-poisoned outputs, and the host side of
+// whole-step tests.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <numeric>
 #include <string>
@@ -27,53 +31,105 @@ using Doubles = std::vector<double>;
 struct DeviceChecker {
   int checks = 0, failures = 0;
   int skips = 0;  // cases the backend declined to run: not tested, counted in the summary line
+  bool quiet = false;  // prints nothing (the checker's own self-tests, whose FAIL lines are expected)
 
   void expect(bool ok, const std::string& name) {
     ++checks;
     failures += !ok;
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
+    if (!quiet) std::printf("%s %s\n", ok ? "ok  " : "FAIL", name.c_str());
   }
-  // max |got - want| / max |want| <= tol, every value finite, sizes equal and nonzero. Braced
-  // lists ({value}) are vectors of double.
+  // Element-wise, allclose-style: |got_i - want_i| <= tol * max(|want_i|, rms(want)) for every i,
+  // every value finite, sizes equal and nonzero (tol 0: exact). Each entry is held to its own size,
+  // with an absolute floor of tol * RMS(want): near zero, rounding error follows the tensor's typical
+  // magnitude, not the entry's. Never looser than max |err| / max |want| <= tol, which let entries
+  // far below the largest go unchecked. Prints the worst entry and its err / bound (<= 1 passes).
+  // Braced lists ({value}) are vectors of double.
   template <class A = double, class B = double>
-  double close(const std::string& name, const std::vector<A>& got, const std::vector<B>& want, double tol) {
+  void close(const std::string& name, const std::vector<A>& got, const std::vector<B>& want, double tol) {
     ++checks;
     bool finite = got.size() == want.size() && !got.empty();
-    double err = 0, scale = 0;
+    double sum_sq = 0;
+    for (std::size_t i = 0; finite && i < want.size(); ++i) sum_sq += double(want[i]) * double(want[i]);
+    const double rms = finite ? std::sqrt(sum_sq / double(want.size())) : 0.0;
+    const double floor = rms > 0 ? rms : 1.0;  // an all-zero reference: absolute tolerance tol
+    double worst = 0;  // err / bound of the worst entry (tol 0 and an error: infinite)
+    std::size_t at = 0;
     for (std::size_t i = 0; finite && i < got.size(); ++i) {
       const double g = double(got[i]), w = double(want[i]);
       if (!std::isfinite(g)) finite = false;
-      err = std::max(err, std::abs(g - w));
-      scale = std::max(scale, std::abs(w));
+      const double err = std::abs(g - w), bound = tol * std::max(std::abs(w), floor);
+      const double ratio = err == 0 ? 0.0 : bound > 0 ? err / bound : INFINITY;
+      if (!(ratio <= worst)) worst = ratio, at = i;
     }
-    const double rel = err / (scale > 0 ? scale : 1.0);
-    const bool ok = finite && rel <= tol;
+    const bool ok = finite && worst <= 1.0;
     failures += !ok;
-    std::printf("%s %-60s rel.err %.3g (tol %.0e)%s\n", ok ? "ok  " : "FAIL", name.c_str(), rel, tol,
-                finite ? "" : "  NON-FINITE OUTPUT or size mismatch");
-    return rel;
+    if (quiet) return;
+    if (!finite) {
+      std::printf("FAIL %-60s NON-FINITE OUTPUT or size mismatch (%zu values, %zu expected)\n", name.c_str(), got.size(),
+                  want.size());
+      return;
+    }
+    std::printf("%s %-60s err/bound %.3g (tol %.0e x max(|want|, rms %.3g)), worst [%zu] %.6g vs %.6g\n",
+                ok ? "ok  " : "FAIL", name.c_str(), worst, tol, floor, at, double(got[at]), double(want[at]));
   }
   // A case the backend cannot run here: said loudly, counted, not a failure.
   void skip(const std::string& name, const std::string& why) {
     ++skips;
+    if (quiet) return;
     std::printf("skip: %s: %s\n", name.c_str(), why.c_str());
     std::printf("      ^^^^ SKIPPED, NOT TESTED ^^^^\n");
   }
 };
 
+// VITFREEZE_REQUIRE_GPU=1 (the GPU bench script sets it): a machine meant to have a GPU that has none
+// fails instead of skipping.
+inline bool gpu_required() {
+  const char* v = std::getenv("VITFREEZE_REQUIRE_GPU");
+  return v && std::strcmp(v, "1") == 0;
+}
+// The exit code when no GPU is usable: 77 (skipped), or 1 under VITFREEZE_REQUIRE_GPU=1.
+inline int no_gpu_exit(const char* why) {
+  if (gpu_required()) {
+    std::printf("FAIL: no usable CUDA device (%s) and VITFREEZE_REQUIRE_GPU=1\n", why);
+    return 1;
+  }
+  std::printf("SKIPPED: no usable CUDA device (%s)\n", why);
+  return 77;
+}
+// Empty when a device is usable, else why not.
+inline std::string gpu_unavailable() {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess) return cudaGetErrorString(status);
+  return devices == 0 ? "device count is 0" : "";
+}
+
+// The exit code after the device checks ran (printing the summary): 1 on any failure, and 1 when
+// they checked nothing (`c.checks` still equal to the host checks' count: every case skipped).
+inline int device_exit_code(const DeviceChecker& c, int host_checks) {
+  const bool nothing_checked = c.checks == host_checks;
+  if (!c.quiet) {
+    if (c.skips)
+      std::printf("%d checks, %d failed, %d case(s) SKIPPED, NOT TESTED\n", c.checks, c.failures, c.skips);
+    else
+      std::printf("%d checks, %d failed\n", c.checks, c.failures);
+    if (nothing_checked) std::printf("FAIL: no device check ran (%d case(s) skipped)\n", c.skips);
+  }
+  return nothing_checked || c.failures ? 1 : 0;
+}
+
 // Runs `host_checks(checker)` (no GPU needed), then `device_checks(checker)` when a GPU is usable;
-// returns the process exit code.
+// returns the process exit code. A run in which the device checks checked nothing (every case
+// skipped, e.g. cuDNN refusing every shape) fails: it would otherwise pass having tested nothing.
 template <class H, class F>
 int run_device_test(H&& host_checks, F&& device_checks, DeviceChecker& c) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // every finished line reaches the log, even before a crash
   host_checks(c);
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
+  const int host_checks_run = c.checks;
+  if (const std::string why = gpu_unavailable(); !why.empty()) {
     if (c.failures) return 1;
-    std::printf("SKIPPED: no usable CUDA device (%s); %d host-only checks passed\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "device count is 0", c.checks);
-    return 77;
+    std::printf("%d host-only checks passed\n", host_checks_run);
+    return no_gpu_exit(why.c_str());
   }
   try {
     device_checks(c);
@@ -81,11 +137,7 @@ int run_device_test(H&& host_checks, F&& device_checks, DeviceChecker& c) {
     std::printf("FAIL exception: %s\n", e.what());
     return 1;
   }
-  if (c.skips)
-    std::printf("%d checks, %d failed, %d case(s) SKIPPED, NOT TESTED\n", c.checks, c.failures, c.skips);
-  else
-    std::printf("%d checks, %d failed\n", c.checks, c.failures);
-  return c.failures ? 1 : 0;
+  return device_exit_code(c, host_checks_run);
 }
 template <class F>
 int run_device_test(F&& device_checks, DeviceChecker& c) {

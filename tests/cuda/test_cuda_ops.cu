@@ -1,7 +1,7 @@
 // Every CUDA backend kernel against the CPU backend (in double) on fresh random data. Output buffers
 // are poisoned with NaN (all bits set) before each run, and a non-finite output never passes.
-// Errors are max |got - want| / max |want| over the compared elements: fp32 outputs 2e-5,
-// bf16 1e-2, fp16 4e-3 (the fp16 cases have not yet run on a GPU).
+// Errors are element-wise (DeviceChecker::close: |got - want| <= tol x max(|want|, rms(want))):
+// fp32 outputs 2e-5, bf16 1e-2, fp16 4e-3 (the fp16 cases have not yet run on a GPU).
 // Host-only checks run first; without a usable GPU the test then exits 77 (skipped), saying why.
 #include <cuda_runtime.h>
 
@@ -104,6 +104,27 @@ void host_checks(DeviceChecker& c) {
   static_assert(vc::GemmTypes<float, float> && vc::GemmTypes<bf16, bf16> && vc::GemmTypes<bf16, float>);
   static_assert(vc::GemmTypes<f16, f16> && vc::GemmTypes<f16, float>);
   static_assert(!vc::GemmTypes<float, bf16> && !vc::GemmTypes<bf16, f16> && !vc::GemmTypes<f16, bf16>);
+
+  // The checker itself, so that every device comparison below can fail. Reference: 99 ones and one
+  // 100 (rms 10.05). A one read as 1.5 passed the former max |err| / max |want| <= 1e-2 (5e-3) and
+  // must fail now (bound 1e-2 x rms = 0.1); errors within 1e-2 x max(|want|, rms) pass.
+  Doubles want(100, 1.0);
+  want[0] = 100.0;
+  auto with = [&](std::size_t i, double v, std::size_t j = 0, double w = 100.0) {
+    Doubles got = want;
+    got[i] = v, got[j] = w;
+    return got;
+  };
+  DeviceChecker probe{.quiet = true};
+  probe.close("  (checker self-test: a small entry off by 50 %, must FAIL)", with(7, 1.5), want, 1e-2);
+  probe.close("  (checker self-test: within tolerance)", with(7, 1.05, 0, 100.9), want, 1e-2);
+  probe.close("  (checker self-test: tol 0 and one ulp off, must FAIL)", with(7, std::nextafter(1.0, 2.0)), want, 0.0);
+  probe.close("  (checker self-test: NaN, must FAIL)", with(7, NAN), want, 1e-2);
+  c.expect(probe.checks == 4 && probe.failures == 3, "DeviceChecker::close judges each entry (3 of 4 self-tests fail)");
+  DeviceChecker all_skipped{.quiet = true};
+  all_skipped.expect(true, "  (host check)");
+  all_skipped.skip("  (checker self-test)", "every device case skipped");
+  c.expect(device_exit_code(all_skipped, 1) == 1, "a run whose device cases were all skipped fails");
 }
 
 // ---- GEMM --------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 // cuDNN fused SDPA (cudnn_sdpa.hpp) against the CPU attention in double, on fresh random bf16 inputs.
 // Inputs are rounded to bf16 first and the reference runs on the rounded values, so the errors are
-// cuDNN's own (bf16 P and outputs, fp32 accumulation). Errors are max |got - want| / max |want|,
+// cuDNN's own (bf16 P and outputs, fp32 accumulation). Errors are element-wise (DeviceChecker::close),
 // tolerance 2e-2. Outputs are poisoned with NaN first; a non-finite output never passes.
-// Prints one line per check; a shape cuDNN cannot run prints "skip: <reason>" (not a failure).
-// Exit 0 pass, 1 any failure, 77 no GPU.
+// Prints one line per check; a shape cuDNN cannot run prints "skip: <reason>" (not a failure by
+// itself, but a run where cuDNN refused every shape fails). Exit 0 pass, 1 any failure, 77 no GPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>

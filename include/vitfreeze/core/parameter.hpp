@@ -2,10 +2,19 @@
 // Parameter: a named trainable tensor with its gradient buffer. A frozen parameter has no gradient
 // buffer at all (released at freeze time), so a frozen unit costs no gradient memory.
 #include <string>
+#include <vector>
 
 #include "vitfreeze/core/tensor.hpp"
 
 namespace vitfreeze {
+
+// PyTorch's layout of a tensor whose memory order differs from ours (a transposed convolution's
+// kernel): PyTorch's tensor is our value viewed as `view`, its axis i being axis axes[i] of that view.
+// Empty axes: no permutation (PyTorch's layout is Parameter::file_shape). See io/torch_layout.hpp.
+struct AxisPermutation {
+  Shape view;
+  std::vector<int> axes;
+};
 
 template <CpuScalar T>
 struct Parameter {
@@ -15,6 +24,7 @@ struct Parameter {
   bool trainable = true;
   bool decay = true;      // weight decay applies (false for 1-D tensors and biases, the timm rule)
   Shape file_shape;       // shape in weight files when it differs from value's (conv kernels)
+  AxisPermutation torch_permutation;  // set only when PyTorch's layout is not a view of ours
 
   Parameter() = default;
   Parameter(std::string n, const Shape& shape, bool weight_decay)

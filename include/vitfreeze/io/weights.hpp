@@ -4,7 +4,7 @@
 // export_encoder writes the encoder as timm's VisionTransformer(num_classes=0, global_pool='token')
 // state_dict: cls_token [1,1,D], pos_embed [1,1+L,D] (timm keeps it as a parameter; ours is the
 // fixed sin-cos table with a zero cls row, as in MAE), patch_embed.proj.weight [D,C,p,p] (the conv
-// kernel, Parameter::file_shape), blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*,
+// kernel; every tensor in PyTorch's layout, io/torch_layout.hpp), blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*,
 // norm.*. export_pretraining adds the objective's parameters under their MAE names (decoder_embed,
 // mask_token, decoder_blocks.N.*, decoder_norm, decoder_pred) and, for an MAE decoder,
 // decoder_pos_embed [1,1+L,Dd], i.e. models_mae.MaskedAutoencoderViT's state_dict.
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "vitfreeze/io/checkpoint.hpp"
+#include "vitfreeze/io/torch_layout.hpp"
 #include "vitfreeze/nn/pos_embed.hpp"
 #include "vitfreeze/nn/vit_spec.hpp"
 
@@ -78,7 +79,7 @@ template <CpuScalar T>
 void write_weights(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params,
                    const std::vector<PositionTable<T>>& tables, const Json& spec, const std::string& what) {
   SafetensorsWriter w;
-  add_parameters(w, params, "");
+  for (const auto* p : params) w.add(p->name, to_torch_layout(*p, p->value));
   for (const auto& t : tables) w.add(t.name, t.table.view(Shape{1, t.table.dim(0), t.table.dim(1)}));
   w.add_metadata("format", "pt");  // what safetensors.torch.save_file writes
   w.add_metadata("vitfreeze.contents", what);
@@ -109,7 +110,7 @@ ImportReport read_weights(const SafetensorsReader& r, const std::vector<Paramete
       problems.push_back(name + ": file has " + std::string(dtype_name(t.dtype)) + " " + shape_text(t.shape) +
                          ", expected a floating dtype " + shape_text(shape));
   };
-  for (const auto* p : params) check(p->name, extents(file_shape_of(*p)));
+  for (const auto* p : params) check(p->name, extents(torch_shape(*p)));
   for (const auto& t : tables) check(t.name, {1, t.table.dim(0), t.table.dim(1)});
   if (problems.empty() && options.check_position_tables)
     for (const auto& t : tables) {
@@ -127,8 +128,7 @@ ImportReport read_weights(const SafetensorsReader& r, const std::vector<Paramete
   throw_if_problems(r, problems, "weights do not fit this model");
   ImportReport report;
   for (auto* p : params) {
-    const Tensor<T> v = read_floating<T>(r, p->name);
-    p->value.copy_from(v.view(p->value.shape()));
+    from_torch_layout(*p, read_floating<T>(r, p->name), p->value);
     report.loaded.push_back(p->name);
   }
   for (const auto& name : r.names())

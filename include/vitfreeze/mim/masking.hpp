@@ -166,6 +166,7 @@ inline MaskSet random_masks(int batch, int patches, int keep, int views, std::ui
 template <int RatioPerMille>
 struct Random {
   static_assert(RatioPerMille >= 0 && RatioPerMille <= 1000, "Random: ratio is per mille, in [0, 1000]");
+  static constexpr const char* name = "random";
   static constexpr int ratio_per_mille = RatioPerMille;
 
   static constexpr int kept(int grid_h, int grid_w) { return kept_count(grid_h * grid_w, RatioPerMille); }
@@ -179,6 +180,7 @@ struct Random {
 // Random masking with the ratio chosen at run time (command-line tools); same draws as Random<R>,
 // and with views = 2 as SplitView<R> (the keep list rounded down to a multiple of the views).
 struct RandomRatio {
+  static constexpr const char* name = "random";
   int ratio_per_mille = 750;
   int views = 1;
   int kept(int grid_h, int grid_w) const { return kept_count(grid_h * grid_w, ratio_per_mille) / views * views; }
@@ -200,6 +202,7 @@ struct RandomRatio {
 template <int RatioPerMille>
 struct SplitView {
   static_assert(RatioPerMille >= 0 && RatioPerMille <= 1000, "SplitView: ratio is per mille, in [0, 1000]");
+  static constexpr const char* name = "split_view";
   static constexpr int ratio_per_mille = RatioPerMille;
   static constexpr int views = 2;
 
@@ -225,7 +228,9 @@ template <int RatioPerMille, int MinBlock = 16>
 struct Block {
   static_assert(RatioPerMille >= 0 && RatioPerMille <= 1000, "Block: ratio is per mille, in [0, 1000]");
   static_assert(MinBlock >= 1, "Block: minimum block area must be >= 1");
+  static constexpr const char* name = "block";
   static constexpr int ratio_per_mille = RatioPerMille;
+  static constexpr int min_block = MinBlock;
   static constexpr int attempts_per_block = 10;
   static constexpr double min_aspect = 0.3;
 

@@ -24,7 +24,7 @@ class Micl {
   static constexpr const char* name = "micl";
   static constexpr ObjectiveFamily family = ObjectiveFamily::micl;
   static constexpr int views = 2;  // the masking policy must split the keep list in two (SplitView)
-  static constexpr MiclLoss loss = Loss;
+  static constexpr MiclLoss loss_options = Loss;
   using Encoder = nn::ViT<S, T>;
   static_assert(Loss.tau > 0 && Loss.kappa >= 0, "MiCL: need tau > 0 and kappa >= 0");
 

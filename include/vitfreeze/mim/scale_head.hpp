@@ -19,6 +19,7 @@
 #include "vitfreeze/autograd/ops/elementwise.hpp"
 #include "vitfreeze/autograd/ops/gelu.hpp"
 #include "vitfreeze/autograd/ops/spatial.hpp"
+#include "vitfreeze/io/torch_layout.hpp"
 #include "vitfreeze/nn/layernorm.hpp"
 #include "vitfreeze/nn/linear.hpp"
 
@@ -26,13 +27,16 @@ namespace vitfreeze::mim {
 
 // ConvTranspose2d(in -> out, kernel 2, stride 2) on channels-last maps: linear(in -> 4 out, no bias)
 // then ops::pixel_shuffle_2x2 adding the bias [out]. weight [4*out, in] holds PyTorch's weight
-// [in, out, 2, 2] transposed: weight[4co + 2ky + kx][ci] = torch[ci][co][ky][kx]. Weight files in
-// PyTorch's layout go through torch_weight() / load_torch_weight().
+// [in, out, 2, 2] transposed: weight[4co + 2ky + kx][ci] = torch[ci][co][ky][kx], i.e. our weight
+// viewed as [out, 2, 2, in] with axes (3, 0, 1, 2) (its torch_permutation, which every file under
+// PyTorch's names applies: io/torch_layout.hpp).
 template <CpuScalar T>
 class ConvTranspose2x2 {
  public:
   ConvTranspose2x2(const std::string& name, std::int64_t in, std::int64_t out)
-      : weight(name + ".weight", Shape{4 * out, in}, true), bias(name + ".bias", Shape{out}, false) {}
+      : weight(name + ".weight", Shape{4 * out, in}, true), bias(name + ".bias", Shape{out}, false) {
+    weight.torch_permutation = {Shape{out, 2, 2, in}, {3, 0, 1, 2}};
+  }
 
   // x [B, h, w, in] -> [B, 2h, 2w, out]
   Var<T> operator()(Tape<T>& tape, Var<T> x) {
@@ -50,20 +54,9 @@ class ConvTranspose2x2 {
   std::int64_t in_channels() const { return weight.value.dim(1); }
   std::int64_t out_channels() const { return bias.value.dim(0); }
 
-  // The weight in PyTorch's layout [in, out, 2, 2].
-  Tensor<T> torch_weight() const {
-    const std::int64_t in = in_channels(), n = 4 * out_channels();
-    Tensor<T> t(Shape{in, out_channels(), 2, 2});
-    for (std::int64_t ci = 0; ci < in; ++ci)
-      for (std::int64_t k = 0; k < n; ++k) t[ci * n + k] = weight.value[k * in + ci];
-    return t;
-  }
-  void load_torch_weight(const Tensor<T>& t) {
-    expect_shape(t.shape(), Shape{in_channels(), out_channels(), 2, 2}, "ConvTranspose2x2::load_torch_weight");
-    const std::int64_t in = in_channels(), n = 4 * out_channels();
-    for (std::int64_t ci = 0; ci < in; ++ci)
-      for (std::int64_t k = 0; k < n; ++k) weight.value[k * in + ci] = t[ci * n + k];
-  }
+  // The weight in PyTorch's layout [in, out, 2, 2], and back.
+  Tensor<T> torch_weight() const { return io::to_torch_layout(weight, weight.value); }
+  void load_torch_weight(const Tensor<T>& t) { io::from_torch_layout(weight, t, weight.value); }
 
   void collect_parameters(nn::ParameterList<T>& out) {
     out.push_back(&weight);

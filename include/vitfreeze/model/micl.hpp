@@ -30,7 +30,7 @@ class Micl {
 
   template <class HostEncoder, class HostMicl>
   Micl(Context& ctx, HostEncoder& host_encoder, HostMicl&)
-      : encoder(ctx, host_encoder), kappa_(HostMicl::loss.kappa), tau_(HostMicl::loss.tau) {}
+      : encoder(ctx, host_encoder), kappa_(HostMicl::loss_options.kappa), tau_(HostMicl::loss_options.tau) {}
 
   MaskBuffers upload_masks(Context& ctx, const mim::MaskSet& m) const {
     if (m.views != views || m.images != m.batch)

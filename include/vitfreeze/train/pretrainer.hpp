@@ -34,6 +34,7 @@
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/optim/adamw.hpp"
+#include "vitfreeze/train/step_dump.hpp"
 #include "vitfreeze/train/step_engine.hpp"
 
 namespace vitfreeze::train {
@@ -83,7 +84,7 @@ struct PretrainOptions {
   // compared on resume together with what the trainer knows (schedule, LRs, seed, optimiser).
   io::Json recipe = io::Json::object();
 
-  // Writes one step's input, mask, loss, parameters and gradients to this file (see dump_step()).
+  // Writes one step's input, mask, loss, parameters and gradients to this file (train/step_dump.hpp).
   std::filesystem::path dump_step;
   std::int64_t dump_iteration = -1;  // which iteration; -1: the first step this trainer runs
 
@@ -354,26 +355,10 @@ class Pretrainer {
   // the run is before each save.
   void set_next_iteration(std::int64_t g) { next_iteration_ = g; }
 
-  // One step's data for checking against another implementation (PyTorch): input [B,C,H,W] F32
-  // (after normalisation), mask [B,L] U8 (1 = removed, patch order), loss F32 scalar, param/<name>
-  // before the update and grad/<name> for every parameter that has a gradient (frozen ones have none),
-  // metadata with the objective, spec, iteration and configuration.
+  // One step's data for checking against another implementation (PyTorch): train/step_dump.hpp.
   void dump_step(const std::filesystem::path& file, const Tensor<T>& images, const mim::MaskSet& masks, double loss,
                  std::int64_t g) const {
-    io::SafetensorsWriter w;
-    w.add("input", images.template cast<float>());
-    w.add("mask", masks.mask);
-    w.add("loss", Tensor<float>::full(Shape{}, float(loss)));
-    const auto params = all_parameters();
-    io::add_parameters(w, params, "param/");
-    for (const auto* p : params)
-      if (!p->grad.empty()) w.add("grad/" + p->name, p->grad.view(io::file_shape_of(*p)));
-    w.add_metadata("vitfreeze.contents", "step-dump");
-    w.add_metadata("vitfreeze.objective", Objective::name);
-    w.add_metadata("vitfreeze.spec", io::detail::spec_json(Encoder::spec).dump());
-    w.add_metadata("vitfreeze.iteration", std::to_string(g));
-    w.add_metadata("vitfreeze.recipe", recipe().dump());
-    w.write(file);
+    write_step_dump<Encoder::spec>(file, objective_, masking_, all_parameters(), images, masks, loss, g, recipe());
   }
 
   const std::vector<nn::ParameterList<T>>& units() const { return units_; }
