@@ -50,11 +50,12 @@ class Cfg:
     dec_heads: int = 16
     nbins: int = 9
     taps: list = field(default_factory=list)  # LocalMIM: (block, scale_num, scale_den)
+    channels: int = 3
 
     grid = property(lambda s: s.img // s.patch)
     tokens = property(lambda s: s.grid ** 2)
     kept = property(lambda s: int(s.tokens * (1 - s.mask)))  # floor, as masking.hpp kept_count
-    patch_dim = property(lambda s: s.patch * s.patch * 3)
+    patch_dim = property(lambda s: s.patch * s.patch * s.channels)
 
 
 def localmim_taps(depth):  # include/vitfreeze/mim/localmim.hpp localmim_taps<Depth>
@@ -95,7 +96,7 @@ def flops_per_image(c):
         f["decoder"], f["pred"] = dec, 2 * L * c.dec_dim * c.patch_dim
     else:
         f["decoder"] = len(c.taps) * dec
-        f["pred"] = sum(head_flops(c, n, d, 3 * c.nbins) for _, n, d in c.taps)
+        f["pred"] = sum(head_flops(c, n, d, c.channels * c.nbins) for _, n, d in c.taps)
     f["forward"] = sum(f.values())
     f["train"] = 3 * f["forward"]
     return f
@@ -140,7 +141,7 @@ def make_block(dim, heads, mlp):
 class Encoder(nn.Module):
     def __init__(self, c, final_norm=True):
         super().__init__()
-        self.patch_embed = nn.Conv2d(3, c.dim, c.patch, c.patch)
+        self.patch_embed = nn.Conv2d(c.channels, c.dim, c.patch, c.patch)
         self.cls_token = nn.Parameter(torch.randn(1, 1, c.dim) * 0.02)
         self.register_buffer("pos", sincos_pos_2d(c.dim, c.grid), persistent=False)
         self.blocks = nn.ModuleList(make_block(c.dim, c.heads, c.mlp) for _ in range(c.depth))
@@ -254,7 +255,7 @@ def rescale_mask(mask, g, num, den):  # mask_rescale.hpp: nearest up by num, ave
 class LocalMIM(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.grid, self.nbins, self.taps, out = c.grid, c.nbins, tuple(c.taps), 3 * c.nbins
+        self.grid, self.nbins, self.taps, out = c.grid, c.nbins, tuple(c.taps), c.channels * c.nbins
         self.encoder = Encoder(c, final_norm=False)
         self.norm = nn.ModuleList(nn.LayerNorm(c.dim, eps=1e-6) for _ in c.taps)
         self.decoder = nn.ModuleList(Decoder(c) for _ in c.taps)
@@ -334,7 +335,7 @@ def bench(name, c, mode, args, device):
     graphed = base == "compile-reduce-overhead"
     mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", lambda: None)
     B, cuda = args.batch, device.type == "cuda"
-    inputs = [(torch.randn(B, 3, c.img, c.img, device=device), *random_masks(B, c, device))
+    inputs = [(torch.randn(B, c.channels, c.img, c.img, device=device), *random_masks(B, c, device))
               for _ in range(args.input_sets)]  # made before timing, used in rotation (vitfreeze: kInputSets)
     counter = [0]
 
@@ -391,7 +392,7 @@ def bench(name, c, mode, args, device):
 
 def measured_forward_flops(model, c, device, B=2):
     """Forward matmul/conv FLOPs per image by torch's own counter (FlopCounterMode, else profiler)."""
-    imgs, masks = torch.randn(B, 3, c.img, c.img, device=device), random_masks(B, c, device)
+    imgs, masks = torch.randn(B, c.channels, c.img, c.img, device=device), random_masks(B, c, device)
     try:
         from torch.utils.flop_counter import FlopCounterMode
         with FlopCounterMode(display=False) as fc:
@@ -426,7 +427,7 @@ def smoke_checks(device):
     for name, base in MODELS.items():
         c = smoke_cfg(base)
         model = build(c).to(device)
-        model(torch.randn(4, 3, c.img, c.img, device=device), *random_masks(4, c, device)).backward()
+        model(torch.randn(4, c.channels, c.img, c.img, device=device), *random_masks(4, c, device)).backward()
         unused = [n for n, p in model.named_parameters() if p.grad is None]
         assert not unused, f"{name}: parameters without gradient: {unused}"
     print("smoke checks passed (masks, HOG hand vectors, patchify layout, every parameter gets a gradient)")
