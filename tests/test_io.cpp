@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "vitfreeze/testing/temp_dir.hpp"
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -235,6 +236,27 @@ TEST_CASE("atomic file: I/O errors name the path") {
   CHECK_THROWS_AS((void)read_file(dir.path()), FileError);  // a directory is not a file
 }
 
+TEST_CASE("atomic file: a FIFO, device or directory at the path is refused, never replaced") {
+  TempDir dir;
+  const fs::path fifo = dir / "pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK_THROWS_WITH_AS(write_file_atomic(fifo, std::string_view("x")), doctest::Contains("not a regular file (a FIFO)"),
+                       FileError);
+  CHECK(fs::is_fifo(fifo));
+  fs::create_symlink(fifo, dir / "link");  // followed: the link's target decides
+  CHECK_THROWS_AS(write_file_atomic(dir / "link", std::string_view("x")), FileError);
+  CHECK(fs::is_symlink(dir / "link"));
+  fs::create_directory(dir / "sub");
+  CHECK_THROWS_WITH_AS(write_file_atomic(dir / "sub", std::string_view("x")), doctest::Contains("(a directory)"), FileError);
+  // Devices are only looked at: the check comes before anything is created.
+  CHECK_THROWS_WITH_AS(check_output_file("/dev/null"), doctest::Contains("(a device)"), FileError);
+  CHECK_THROWS_WITH_AS(check_output_file(dir / "absent" / "x.bin"), doctest::Contains("does not exist"), FileError);
+  CHECK_NOTHROW(check_output_file(dir / "new.bin", true));
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++entries;
+  CHECK(entries == 3);  // pipe, link, sub: the probe left nothing
+}
+
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("safetensors: a hand-built file, byte for byte") {
   Tensor<float> a({2});
@@ -419,6 +441,18 @@ TEST_CASE("safetensors: corrupt files are CheckpointErrors at the right offset")
     CHECK(checkpoint_error_offset(make_safetensors(h, {})) == 8);
     h = R"([1,2])";
     CHECK(checkpoint_error_offset(make_safetensors(h, {})) == 8);
+  }
+}
+
+TEST_CASE("safetensors: a name from the file is cut short in error messages") {
+  const std::string name(1 << 20, 'n');
+  const std::string h = "{\"" + name + R"(":{"dtype":"F8","shape":[4],"data_offsets":[0,4]}})";
+  try {
+    SafetensorsReader(make_safetensors(h, std::vector<std::uint8_t>(4, 0)), "long");
+    FAIL("expected a CheckpointError");
+  } catch (const CheckpointError& e) {
+    CHECK(std::string(e.what()).size() < 400);
+    CHECK(std::string(e.what()).find("nnn...\" (1048576 characters)") != std::string::npos);
   }
 }
 
