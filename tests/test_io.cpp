@@ -2,7 +2,9 @@
 #include <doctest/doctest.h>
 
 #include "vitfreeze/testing/temp_dir.hpp"
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -14,6 +16,7 @@
 
 #include "vitfreeze/io/atomic_file.hpp"
 #include "vitfreeze/io/checksum.hpp"
+#include "vitfreeze/io/dir_lock.hpp"
 #include "vitfreeze/io/json.hpp"
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/io/plot.hpp"
@@ -255,6 +258,34 @@ TEST_CASE("atomic file: a FIFO, device or directory at the path is refused, neve
   int entries = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++entries;
   CHECK(entries == 3);  // pipe, link, sub: the probe left nothing
+}
+
+TEST_CASE("directory lock: a second holder is refused naming the first, and a killed holder releases it") {
+  TempDir dir;
+  {
+    DirectoryLock first(dir.path());
+    CHECK_THROWS_WITH_AS(DirectoryLock(dir.path()), doctest::Contains(("in use by another run (pid " + std::to_string(::getpid())).c_str()),
+                         FileError);
+  }
+  CHECK_NOTHROW(DirectoryLock(dir.path()));
+
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    DirectoryLock held(dir.path());
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  CHECK_THROWS_WITH_AS(DirectoryLock(dir.path()), doctest::Contains(("(pid " + std::to_string(child) + " on ").c_str()), FileError);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  CHECK_NOTHROW(DirectoryLock(dir.path()));
+  ::close(ready[0]), ::close(ready[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
