@@ -6,8 +6,9 @@
 set -euo pipefail
 # Open MPI is in the base set: CMake remembers a failed search, so a build configured before it was
 # installed would silently leave out the data-parallel targets and tests.
+# CLI11 parses the example executables' flags (tested and fuzzed too).
 packages=(g++ cmake make pkg-config libeigen3-dev doctest-dev libstb-dev zlib1g-dev dataset-fashion-mnist
-          libopenmpi-dev openmpi-bin)
+          libopenmpi-dev openmpi-bin libcli11-dev)
 for group in "$@"; do
   case "$group" in
     fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
