@@ -11,7 +11,7 @@ packages=(g++ cmake make pkg-config libeigen3-dev doctest-dev libstb-dev zlib1g-
           libopenmpi-dev openmpi-bin libcli11-dev)
 for group in "$@"; do
   case "$group" in
-    fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    fuzz) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev) ;;  # libomp: a fuzz target runs a real trainer
     bench) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;  # OpenBLAS, not netlib, for torch
     *) echo "deps: unknown group $group" >&2; exit 2 ;;
   esac

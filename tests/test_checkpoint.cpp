@@ -22,6 +22,7 @@
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/mae.hpp"
 #include "vitfreeze/testing/resigned.hpp"
+#include "vitfreeze/testing/tiny_pretraining.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
 
 using namespace vitfreeze;
@@ -32,61 +33,14 @@ namespace {
 // fork()ed child never inherits a thread pool it cannot use.
 const bool kSingleThreaded = (cpu::set_thread_count(1), true);
 
-constexpr ViTSpec kTiny{.image = 8, .channels = 1, .patch = 4, .dim = 16, .depth = 2, .heads = 2, .mlp_ratio = 2};
-using Objective = mim::Mae<kTiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}>;
-using Encoder = nn::ViT<kTiny, float>;
-constexpr int kEpochs = 3;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
+using Run = vitfreeze::testing::TinyPretraining;  // one fresh run of the recipe per instance
+using Objective = Run::Objective;
+using Encoder = Run::Encoder;
+constexpr int kEpochs = Run::kEpochs;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
 
 using vitfreeze::testing::TempDir;
 
-data::Dataset noise_images(int count) {
-  data::Dataset d;
-  d.name = "noise";
-  d.count = count, d.channels = 1, d.height = 8, d.width = 8, d.num_classes = 2;
-  RandomStream rng(7, RngPurpose::test);
-  for (int i = 0; i < count * 64; ++i) d.pixels.push_back(std::uint8_t(rng.below(256)));
-  for (int i = 0; i < count; ++i) d.labels.push_back(i % 2);
-  return d;
-}
-
-train::PretrainOptions run_options(const fs::path& dir = {}) {
-  train::PretrainOptions o;
-  o.epochs = kEpochs;
-  o.seed = 5;
-  o.progress = false;
-  o.checkpoint_dir = dir;
-  o.recipe = io::Json::object();
-  o.recipe.set("batch", 8);
-  return o;
-}
-
-// Everything one training run needs, built fresh from the same recipe each time.
-struct Run {
-  data::Dataset data = noise_images(48);
-  data::Loader loader{data,
-                      data::Transform{data::RandomResizedCrop{8, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bilinear},
-                                      std::nullopt, 0.5, data::Normalize::fashion_mnist()},
-                      {.batch_size = 8, .last_batch = data::LastBatch::drop, .seed = 11, .workers = 0}};
-  freeze::FreezeController controller{freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, true}.fractions(3),
-                                      {kEpochs, 1, 6},
-                                      {.mode = freeze::LrMode::scaled_layerwise, .base_lr = 3e-3, .min_lr = 1e-5}};
-  Encoder encoder{1};
-  Objective objective{2};
-  optim::AdamW<float> adam;
-  train::Pretrainer<Encoder, Objective, mim::Random<750>> trainer;
-
-  explicit Run(train::PretrainOptions opt = run_options()) : trainer(encoder, objective, {}, controller, adam, opt) {}
-
-  // Steps [from, to) by hand, reading the loader in the same order fit() does.
-  void steps(std::int64_t from, std::int64_t to) {
-    for (std::int64_t g = from; g < to; ++g) {
-      if (g == from || g % 6 == 0) loader.start_epoch(std::uint64_t(g / 6), g % 6);
-      auto batch = loader.next();
-      REQUIRE(batch);
-      trainer.step(batch->images, g);
-    }
-  }
-};
+train::PretrainOptions run_options(const fs::path& dir = {}) { return Run::options(dir); }
 
 bool same_bits(const Tensor<float>& a, const Tensor<float>& b) {
   return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
