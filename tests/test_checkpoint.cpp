@@ -492,6 +492,13 @@ TEST_CASE("a correctly checksummed checkpoint that says something impossible is 
   };
   Run control(run_options(dir.path()));
   CHECK_NOTHROW(control.trainer.load_checkpoint(crafted(good, dir / "copy.safetensors", [](Records&) {})));
+  // A checkpoint of an older build carries no history: it still loads, the history starting there.
+  Run older(run_options(dir.path()));
+  CHECK_NOTHROW(older.trainer.load_checkpoint(crafted(good, dir / "older.safetensors", [](Records& r) {
+    std::erase_if(r, [](const io::TensorRecord& t) { return t.name == "train/history" || t.name == "train/epoch_progress"; });
+  })));
+  CHECK(older.trainer.next_iteration() == 14);
+  CHECK(older.trainer.history().empty());
   for (const auto& [edit, expected] : cases) {
     CAPTURE(expected);
     Run b(run_options(dir.path()));
