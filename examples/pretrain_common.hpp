@@ -312,7 +312,7 @@ void write_reconstructions(nn::ViT<S, float>& encoder, Objective& objective, con
   NoGrad<float> no_grad(tape);
   auto out = objective.forward(tape, encoder, batch->images, masks);
   auto panels = mim::reconstruction_panels(batch->images, tape.value(out.prediction), masks, S.patch,
-                                           Objective::norm_pix, d.norm);
+                                           Objective::TargetType::normalized, d.norm);
   io::write_image_grid(path, panels, 3, 2);
 }
 
@@ -321,7 +321,7 @@ template <ViTSpec S, class Objective>
 void write_pretrain_figures(const PretrainFlags& f, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
                             Objective& objective, const std::vector<train::EpochReport>& reports) {
   write_loss_plot(b.out, reports);
-  if constexpr (requires { Objective::norm_pix; }) {
+  if constexpr (requires { Objective::TargetType::normalized; }) {  // pixel targets only
     write_reconstructions(encoder, objective, d, mask_ratio_per_mille(f), b.out / "reconstructions.png");
     std::cout << "wrote " << (b.out / "reconstructions.png").string() << "\n";
   }

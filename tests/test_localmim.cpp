@@ -233,14 +233,14 @@ void check_objective_gradient(std::uint64_t seed) {
 TEST_CASE("gradcheck: LocalMIM objective w.r.t. every parameter (scales 2, 1, 1/2 on a 4x4 grid)") {
   constexpr ViTSpec S{.image = 8, .channels = 3, .patch = 2, .dim = 16, .depth = 4, .heads = 2, .mlp_ratio = 2};
   using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{2, 1, 1}, mim::TapSpec{3, 1, 2}>;
-  check_objective_gradient<S, mim::LocalMim<S, Taps, kTinyDecoder, 4, D>>(10);
+  check_objective_gradient<S, mim::LocalMim<S, Taps, kTinyDecoder, mim::Hog<4>, D>>(10);
 }
 
 TEST_CASE("gradcheck: LocalMIM objective with the scale-4 head (ConvT, LayerNorm2d, GELU, ConvT) on a 2x2 grid") {
   constexpr ViTSpec S{.image = 8, .channels = 1, .patch = 4, .dim = 16, .depth = 2, .heads = 2, .mlp_ratio = 2};
   using Taps = mim::taps<mim::TapSpec{0, 4, 1}, mim::TapSpec{1, 1, 2}>;
-  static_assert(mim::LocalMim<S, Taps, kTinyDecoder, 3, D>::hog_pool(0) == 1);
-  check_objective_gradient<S, mim::LocalMim<S, Taps, kTinyDecoder, 3, D>>(20);
+  static_assert(mim::LocalMim<S, Taps, kTinyDecoder, mim::Hog<3>, D>::cell(0) == 1);
+  check_objective_gradient<S, mim::LocalMim<S, Taps, kTinyDecoder, mim::Hog<3>, D>>(20);
 }
 
 TEST_CASE("LocalMIM on a Fashion-MNIST-like spec: 28x28x1, patch 2 -> 14x14, scales 2, 1, 1/2 feasible, 4 not") {
@@ -248,8 +248,8 @@ TEST_CASE("LocalMIM on a Fashion-MNIST-like spec: 28x28x1, patch 2 -> 14x14, sca
   static_assert(!mim::scale_is_feasible(S.image, S.patch, 4, 1));  // tests/compile_fail: a compile error
   using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{2, 1, 1}, mim::TapSpec{3, 1, 2}>;
   using Objective = mim::LocalMim<S, Taps, mim::DecoderSpec{.dim = 16, .depth = 1, .heads = 2}>;
-  static_assert(Objective::out_dim == 9 && Objective::tap_count() == 3 && Objective::tap_block(2) == 3);
-  static_assert(Objective::hog_pool(0) == 1 && Objective::hog_pool(1) == 2 && Objective::hog_pool(2) == 4);
+  static_assert(Objective::out_dim(0) == 9 && Objective::tap_count() == 3 && Objective::tap_block(2) == 3);
+  static_assert(Objective::cell(0) == 1 && Objective::cell(1) == 2 && Objective::cell(2) == 4);
 
   nn::ViT<S, float> encoder(1);
   Objective objective(2);
@@ -309,16 +309,16 @@ TEST_CASE("the ViT-B default: taps after blocks 1, 3, 9, 11 at scales 4, 2, 1, 1
   static_assert(Objective::tap_count() == 4);
   static_assert(Objective::tap_block(0) == 1 && Objective::tap_block(1) == 3 && Objective::tap_block(2) == 9 &&
                 Objective::tap_block(3) == 11);
-  static_assert(Objective::hog_pool(0) == 4 && Objective::hog_pool(1) == 8 && Objective::hog_pool(2) == 16 &&
-                Objective::hog_pool(3) == 32);  // spec §2.4: pool_k = [4, 8, 16, 32]
-  static_assert(Objective::out_dim == 27 && mim::kLocalMimDecoder.dim == 256 && mim::kLocalMimDecoder.depth == 1 &&
+  static_assert(Objective::cell(0) == 4 && Objective::cell(1) == 8 && Objective::cell(2) == 16 &&
+                Objective::cell(3) == 32);  // spec §2.4: pool_k = [4, 8, 16, 32]
+  static_assert(Objective::out_dim(0) == 27 && mim::kLocalMimDecoder.dim == 256 && mim::kLocalMimDecoder.depth == 1 &&
                 mim::kLocalMimDecoder.heads == 8);
 }
 
 TEST_CASE("drop_tap: the tap's loss term and its nodes leave the tape, its parameters stop training") {
   constexpr ViTSpec S{.image = 8, .channels = 3, .patch = 2, .dim = 16, .depth = 4, .heads = 2, .mlp_ratio = 2};
   using Taps = mim::taps<mim::TapSpec{1, 2, 1}, mim::TapSpec{2, 1, 1}, mim::TapSpec{3, 1, 2}>;
-  using Objective = mim::LocalMim<S, Taps, kTinyDecoder, 4, float>;
+  using Objective = mim::LocalMim<S, Taps, kTinyDecoder, mim::Hog<4>, float>;
   nn::ViT<S, float> encoder(1);
   Objective objective(2);
   const auto images = random_tensor<float>({2, 3, 8, 8}, 3, -2, 2);

@@ -312,16 +312,16 @@ Tensor<T> step_image(int channels, bool vertical_edge) {
 }  // namespace
 
 TEST_CASE("HOG orientation bins at the bin boundaries") {
-  CHECK(mim::detail::hog_bin(-4.0f, 0.0f, 9) == 4);   // -pi/2 -> -4.5 -> -5 -> 4
-  CHECK(mim::detail::hog_bin(4.0f, 0.0f, 9) == 4);    // +pi/2 -> 4.5 -> 4: orientation modulo pi
-  CHECK(mim::detail::hog_bin(0.0f, -4.0f, 9) == 0);   // pi -> 9 -> 0
-  CHECK(mim::detail::hog_bin(-0.0f, -4.0f, 9) == 0);  // -pi -> -9 -> 0
-  CHECK(mim::detail::hog_bin(0.0, 4.0, 9) == 0);
-  CHECK(mim::detail::hog_bin(-8.0, -8.0, 9) == 2);   // -3pi/4 -> -6.75 -> -7 -> 2
-  CHECK(mim::detail::hog_bin(-8.0, 8.0, 9) == 6);    // -pi/4 -> -2.25 -> -3 -> 6
-  CHECK(mim::detail::hog_bin(-8.0, 8.0, 18) == 13);  // -pi/4 -> -4.5 -> -5 -> 13
-  CHECK(mim::detail::reflect_index(-1, 8) == 1);
-  CHECK(mim::detail::reflect_index(8, 8) == 6);
+  CHECK(cpu::detail::hog_bin(-4.0f, 0.0f, 9) == 4);   // -pi/2 -> -4.5 -> -5 -> 4
+  CHECK(cpu::detail::hog_bin(4.0f, 0.0f, 9) == 4);    // +pi/2 -> 4.5 -> 4: orientation modulo pi
+  CHECK(cpu::detail::hog_bin(0.0f, -4.0f, 9) == 0);   // pi -> 9 -> 0
+  CHECK(cpu::detail::hog_bin(-0.0f, -4.0f, 9) == 0);  // -pi -> -9 -> 0
+  CHECK(cpu::detail::hog_bin(0.0, 4.0, 9) == 0);
+  CHECK(cpu::detail::hog_bin(-8.0, -8.0, 9) == 2);   // -3pi/4 -> -6.75 -> -7 -> 2
+  CHECK(cpu::detail::hog_bin(-8.0, 8.0, 9) == 6);    // -pi/4 -> -2.25 -> -3 -> 6
+  CHECK(cpu::detail::hog_bin(-8.0, 8.0, 18) == 13);  // -pi/4 -> -4.5 -> -5 -> 13
+  CHECK(cpu::detail::reflect_index(-1, 8) == 1);
+  CHECK(cpu::detail::reflect_index(8, 8) == 6);
 }
 
 TEST_CASE_TEMPLATE("HOG: constant images give exactly zero cells", T, float, double) {

@@ -157,7 +157,7 @@ TEST_CASE("gradient accumulation: 2 micro-batches of 16 make the same update as 
 TEST_CASE("gradcheck: the MAE objective (encoder, decoder, norm-pix masked loss) w.r.t. every parameter") {
   constexpr ViTSpec tiny{.image = 8, .channels = 2, .patch = 2, .dim = 8, .depth = 2, .heads = 2, .mlp_ratio = 2};
   nn::ViT<tiny, double> encoder(1);
-  mim::Mae<tiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}, true, double> mae(2);
+  mim::Mae<tiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}, mim::NormalizedPixels, double> mae(2);
   nn::ParameterList<double> params = encoder.parameters();
   mae.collect_parameters(params);
   for (auto* p : params)  // move off the symmetric init so every path carries gradient

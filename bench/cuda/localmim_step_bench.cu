@@ -56,7 +56,7 @@ constexpr std::int64_t localmim_training_flops(int keep, int embedded_patches) {
   for (const auto& t : HostLocalMim<S>::tap_specs) {
     f += vf::nn::linear_forward_flops(enc_tokens, S.dim, d.dim);
     f += d.depth * vf::nn::transformer_block_forward_flops(dec_tokens, d.dim, d.mlp_ratio);
-    f += scale_head_forward_flops(S.grid(), d.dim, t.scale_num, t.scale_den, HostLocalMim<S>::out_dim);
+    f += scale_head_forward_flops(S.grid(), d.dim, t.scale_num, t.scale_den, HostLocalMim<S>::out_dim(0));
   }
   return 3 * f;
 }

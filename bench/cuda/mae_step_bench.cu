@@ -43,7 +43,7 @@ constexpr std::int64_t mae_training_flops(const vf::ViTSpec& s, const vf::mim::D
 template <vf::ViTSpec S, vn::PrecisionPolicy P>
 void run(const char* label, int batch, int steps, const std::vector<int>& frozen_list) {
   using T = typename P::Activation;
-  using Mae = vf::mim::Mae<S, kMaeDecoder, true, float>;
+  using Mae = vf::mim::Mae<S, kMaeDecoder, vf::mim::NormalizedPixels, float>;
   vc::CudaContext ctx;
   std::printf("== MAE %s/%d at %d px, mask 0.75, batch %d, %s, device %s\n", label, S.patch, S.image, batch, P::name,
               ctx.properties().name);

@@ -46,7 +46,7 @@ constexpr int kBatch = 17;  // 17 x 16 x 16 = 4352 LayerNorm2d rows: its chunked
 template <class Config>
 struct HostModel {
   vf::nn::ViT<Config::spec, float> encoder{7};
-  vf::mim::LocalMim<Config::spec, typename Config::Taps, Config::decoder, 9, float> mim{7};
+  vf::mim::LocalMim<Config::spec, typename Config::Taps, Config::decoder, vf::mim::Hog<9>, float> mim{7};
   HostModel() { vf::testing::nudge_off_init(parameters()); }
   std::vector<vf::Parameter<float>*> parameters() {
     vf::nn::ParameterList<float> ps;

@@ -39,7 +39,7 @@ using namespace vitfreeze::testing;  // device_checks.hpp
 constexpr vf::ViTSpec kSpec{16, 3, 4, 64, 3, 2, 4};  // 16 patches, 3 blocks, head dim 32
 constexpr vf::mim::DecoderSpec kDecoder{.dim = 32, .depth = 2, .heads = 2, .mlp_ratio = 4};
 using HostEncoder = vf::nn::ViT<kSpec, float>;
-using HostMae = vf::mim::Mae<kSpec, kDecoder, true, float>;
+using HostMae = vf::mim::Mae<kSpec, kDecoder, vf::mim::NormalizedPixels, float>;
 constexpr int kBatch = 5;
 
 struct HostModel {

@@ -26,7 +26,7 @@ namespace {
 dist::Communicator* group = nullptr;  // set by main() for the whole run
 
 constexpr ViTSpec kSpec{.image = 8, .channels = 1, .patch = 2, .dim = 16, .depth = 3, .heads = 2, .mlp_ratio = 2};
-using Objective = mim::Mae<kSpec, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}, true, double>;
+using Objective = mim::Mae<kSpec, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}, mim::NormalizedPixels, double>;
 constexpr int kLocalBatch = 3;
 constexpr int kEpochs = 3, kIters = 4;  // 12 steps; linear t0 0.5 over 4 units freezes units 0 and 1 on the way
 

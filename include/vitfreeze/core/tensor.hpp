@@ -1,9 +1,9 @@
 #pragma once
-// Tensor<T>: a dense row-major array of T with a shape. It either owns its buffer (shared, so
-// copies are cheap views of the same memory) or borrows one (from an Arena, or a caller's buffer).
-// Views (reshape, leading-dimension slices) share the buffer. The pointer may be host or device
-// memory: the backend that allocated it decides; Tensor itself never dereferences it except in
-// the explicitly host-side accessors.
+// Tensor<T, Space>: a dense row-major array of T with a shape. It either owns its buffer (shared, so
+// copies are cheap views of the same memory) or borrows one (from an Arena, a backend's cache, or a
+// caller's buffer). Views (reshape, leading-dimension slices) share the buffer. Space says where
+// the elements live (core/memory_space.hpp): host tensors (the default) have element accessors,
+// device tensors only their pointer, shape and views, so device memory is never read by mistake.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +12,7 @@
 #include <span>
 
 #include "vitfreeze/core/dtype.hpp"
+#include "vitfreeze/core/memory_space.hpp"
 #include "vitfreeze/core/shape.hpp"
 
 namespace vitfreeze {
@@ -26,20 +27,31 @@ inline std::shared_ptr<void> aligned_buffer(std::size_t bytes) {
 }
 }  // namespace detail
 
-template <class T>
+template <class T, MemorySpace Space = HostMemory>
 class Tensor {
+  static constexpr bool kHost = std::is_same_v<Space, HostMemory>;
+
  public:
   using value_type = T;
+  using space = Space;
 
   Tensor() = default;
-  // Owning, zero-filled.
-  explicit Tensor(const Shape& shape) : shape_(shape) {
+  // Owning, zero-filled (host only: device tensors come from a backend's allocator).
+  explicit Tensor(const Shape& shape)
+    requires kHost
+      : shape_(shape) {
     owner_ = detail::aligned_buffer(sizeof(T) * static_cast<std::size_t>(shape.numel()));
     data_ = static_cast<T*>(owner_.get());
     std::memset(static_cast<void*>(data_), 0, bytes());
   }
-  static Tensor zeros(const Shape& shape) { return Tensor(shape); }
-  static Tensor full(const Shape& shape, T value) {
+  static Tensor zeros(const Shape& shape)
+    requires kHost
+  {
+    return Tensor(shape);
+  }
+  static Tensor full(const Shape& shape, T value)
+    requires kHost
+  {
     Tensor t(shape);
     t.fill(value);
     return t;
@@ -60,10 +72,19 @@ class Tensor {
   std::int64_t numel() const { return shape_.numel(); }
   std::size_t bytes() const { return sizeof(T) * static_cast<std::size_t>(numel()); }
   bool empty() const { return data_ == nullptr; }
-  std::span<T> span() const { return {data_, static_cast<std::size_t>(numel())}; }
+  std::span<T> span() const
+    requires kHost
+  {
+    return {data_, static_cast<std::size_t>(numel())};
+  }
 
-  T& operator[](std::int64_t i) const { return data_[i]; }
+  T& operator[](std::int64_t i) const
+    requires kHost
+  {
+    return data_[i];
+  }
   template <class... I>
+    requires kHost
   T& at(I... idx) const {
     static_assert(sizeof...(I) > 0);
     const std::int64_t ids[] = {static_cast<std::int64_t>(idx)...};
@@ -92,23 +113,39 @@ class Tensor {
     return t;
   }
 
-  void fill(T value) const { std::fill(data_, data_ + numel(), value); }
-  void zero() const { std::memset(static_cast<void*>(data_), 0, bytes()); }
-  void copy_from(const Tensor& other) const {
+  void fill(T value) const
+    requires kHost
+  {
+    std::fill(data_, data_ + numel(), value);
+  }
+  void zero() const
+    requires kHost
+  {
+    std::memset(static_cast<void*>(data_), 0, bytes());
+  }
+  void copy_from(const Tensor& other) const
+    requires kHost
+  {
     expect_shape(other.shape(), shape_, "Tensor::copy_from");
     std::memcpy(static_cast<void*>(data_), other.data_, bytes());
   }
-  Tensor clone() const {
+  Tensor clone() const
+    requires kHost
+  {
     Tensor t(shape_);
     std::memcpy(static_cast<void*>(t.data_), data_, bytes());
     return t;
   }
   template <class U>
+    requires kHost
   Tensor<U> cast() const {
     Tensor<U> t(shape_);
     for (std::int64_t i = 0; i < numel(); ++i) t[i] = static_cast<U>(data_[i]);
     return t;
   }
+
+  // What keeps the buffer alive (null for a plain borrow); backends hand it on to views they make.
+  const std::shared_ptr<void>& owner() const { return owner_; }
 
  private:
   std::shared_ptr<void> owner_;

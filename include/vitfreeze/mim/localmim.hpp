@@ -1,8 +1,8 @@
 #pragma once
 // The LocalMIM objective (spec vitfreeze-localmim-freezeout.md §2.2-2.5): the encoder's hidden state
 // after block ID[k] of each tap k goes through its own LayerNorm `norm.K`, its own one-block MAE
-// decoder `decoder.K` and its scale head `decoder.K.pred`, and is scored against HOG features pooled
-// to that tap's scale, on the tap's re-scaled mask:
+// decoder `decoder.K` and its scale head `decoder.K.pred`, and is scored against the target (HOG
+// features by default, mim/targets.hpp) pooled to that tap's scale, on the tap's re-scaled mask:
 //
 //   loss = sum_k  sum_p M_k[p] mean_c (pred_k[p, c] - hog_k[p, c])^2 / sum_p M_k[p]
 //
@@ -23,6 +23,8 @@
 #include "vitfreeze/mim/hog.hpp"
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/mask_rescale.hpp"
+#include "vitfreeze/mim/objective_family.hpp"
+#include "vitfreeze/mim/targets.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/mim/scale_head.hpp"
 #include "vitfreeze/nn/vit.hpp"
@@ -82,7 +84,7 @@ consteval bool decoder_fits_heads() {
 }
 
 // Each failing condition names itself.
-template <ViTSpec S, class Taps, DecoderSpec Dec, int NBins>
+template <ViTSpec S, class Taps, DecoderSpec Dec>
 consteval bool check_localmim() {
   static_assert(is_tap_list<Taps>, "LocalMim: Taps must be mim::taps<TapSpec{block, num, den}, ...>");
   static_assert(Taps::count >= 1, "LocalMim: at least one tap");
@@ -94,37 +96,40 @@ consteval bool check_localmim() {
   static_assert(decoder_fits_heads<Taps, Dec>(), "LocalMim: decoder width must divide by 4 (scale 4) or 2 (scale 2)");
   static_assert(Dec.dim > 0 && Dec.depth > 0 && Dec.heads > 0 && Dec.dim % Dec.heads == 0 && Dec.dim % 4 == 0,
                 "LocalMim: decoder width must be positive, a multiple of heads and of 4");
-  static_assert(NBins >= 1, "LocalMim: at least one HOG bin");
   return true;
 }
 }  // namespace detail
 
-template <ViTSpec S, class Taps = localmim_taps<S.depth>, DecoderSpec Dec = kLocalMimDecoder, int NBins = 9,
-          CpuScalar T = float>
+template <ViTSpec S, class Taps = localmim_taps<S.depth>, DecoderSpec Dec = kLocalMimDecoder,
+          ReconstructionTarget Target = Hog<9>, CpuScalar T = float>
 class LocalMim {
-  static_assert(detail::check_localmim<S, Taps, Dec, NBins>());
+  static_assert(detail::check_localmim<S, Taps, Dec>());
 
  public:
   static constexpr const char* name = "localmim";
+  static constexpr ObjectiveFamily family = ObjectiveFamily::localmim;
   using Encoder = nn::ViT<S, T>;
   static constexpr int kTaps = Taps::count;
   static constexpr std::array<TapSpec, kTaps> tap_specs = Taps::list;
-  static constexpr int out_dim = S.channels * NBins;  // HOG values per cell: channels x bins, R G B order
+  using TargetType = Target;
+  static constexpr DecoderSpec decoder_spec = Dec;
 
-  // HOG pool (cell side in pixels) of tap k: patch / s.
-  static constexpr int hog_pool(int k) {
+  // Target cell side in pixels of tap k (HOG's pool): patch / s.
+  static constexpr int cell(int k) {
     return hog_pool_for_scale(S.image, S.patch, tap_specs[k].scale_num, tap_specs[k].scale_den);
   }
+  // Target values per cell of tap k (HOG: channels x bins, R G B order).
+  static constexpr int out_dim(int k) { return Target::values(S.channels, cell(k)); }
 
   explicit LocalMim(std::uint64_t seed = 0) {
     taps_.reserve(kTaps);  // parameters are handed out by address: the vector never reallocates
     for (int k = 0; k < kTaps; ++k) {
       const std::string K = std::to_string(k);
       taps_.push_back(Tap{nn::LayerNorm<T>("norm." + K, S.dim),
-                          MaeDecoder<T>("decoder." + K + ".", S.dim, Dec, S.grid(), out_dim, /*with_pred=*/false,
+                          MaeDecoder<T>("decoder." + K + ".", S.dim, Dec, S.grid(), out_dim(k), /*with_pred=*/false,
                                         DecoderNaming::localmim),
                           ScaleHead<T>("decoder." + K + ".pred", Dec.dim, S.grid(), tap_specs[k].scale_num,
-                                       tap_specs[k].scale_den, out_dim),
+                                       tap_specs[k].scale_den, out_dim(k)),
                           true});
     }
     init(seed);
@@ -145,7 +150,7 @@ class LocalMim {
   struct Output {
     Var<T> loss;                         // sum of the active taps' terms
     std::vector<Var<T>> tap_losses;      // per tap; invalid for a dropped tap
-    std::vector<Var<T>> predictions;     // per tap [B, cells_k, C*NBins]; invalid when dropped
+    std::vector<Var<T>> predictions;     // per tap [B, cells_k, out_dim(k)]; invalid when dropped
     std::vector<Tensor<T>> targets;      // per tap HOG target, same shape; empty when dropped
   };
 
@@ -158,19 +163,25 @@ class LocalMim {
       throw ConfigError("LocalMim: masks must come from a global policy over " + std::to_string(S.tokens()) +
                         " patches for the " + std::to_string(B) + " images of the batch");
     active_blocks_.clear();
-    active_pools_.clear();
+    active_cells_.clear();
     for (int k = 0; k < kTaps; ++k)
       if (taps_[k].active) {
         active_blocks_.push_back(tap_specs[k].block);
-        if (std::find(active_pools_.begin(), active_pools_.end(), hog_pool(k)) == active_pools_.end())
-          active_pools_.push_back(hog_pool(k));
+        if (std::find(active_cells_.begin(), active_cells_.end(), cell(k)) == active_cells_.end())
+          active_cells_.push_back(cell(k));
       }
     if (active_blocks_.empty()) throw ConfigError("LocalMim: every tap has been dropped, there is no loss");
 
-    // Targets: one HOG pass for every active scale, in step buffers (no gradient: they are data).
-    hog_targets_.clear();
-    for (int pool : active_pools_) hog_targets_.push_back(tape.alloc(hog_shape(images.shape(), NBins, pool)));
-    hog_into<T>(images, NBins, active_pools_, hog_targets_);
+    // Targets: every active cell size from one call (HOG: one pass), in step buffers (no gradient: data).
+    targets_.clear();
+    std::vector<TargetGeometry> geometry;
+    std::vector<T*> outputs;
+    for (int c : active_cells_) {
+      geometry.push_back({B, S.channels, S.image, S.image, c, 0});
+      targets_.push_back(tape.alloc(Shape{B, geometry.back().cells(), Target::values(S.channels, c)}));
+      outputs.push_back(targets_.back().data());
+    }
+    Target::compute(images.data(), std::span<const TargetGeometry>(geometry), std::span<T* const>(outputs));
 
     // The encoder stops at the taps: no final norm.
     auto encoded = encoder.forward(tape, images, &masks.ids_keep, active_blocks_, /*final_norm=*/false);
@@ -185,8 +196,8 @@ class LocalMim {
       const TapSpec& spec = tap_specs[k];
       Var<T> latent = tap.norm(tape, encoded.taps[a++]);
       Var<T> pred = tap.head(tape, tap.decoder(tape, latent, masks.ids_restore));
-      const auto pool_at = std::find(active_pools_.begin(), active_pools_.end(), hog_pool(k)) - active_pools_.begin();
-      const Tensor<T>& target = hog_targets_[std::size_t(pool_at)];
+      const auto cell_at = std::find(active_cells_.begin(), active_cells_.end(), cell(k)) - active_cells_.begin();
+      const Tensor<T>& target = targets_[std::size_t(cell_at)];
       Tensor<T> weight = tape.alloc(Shape{B, tap.head.cells()});
       rescale_mask_into(masks.mask, S.grid(), S.grid(), spec.scale_num, spec.scale_den, weight);
       Var<T> term = ops::masked_mse(tape, pred, target, weight);
@@ -248,8 +259,8 @@ class LocalMim {
   std::vector<Tap> taps_;
   // Per-step scratch, kept to avoid reallocating every step.
   std::vector<int> active_blocks_;
-  std::vector<int> active_pools_;
-  std::vector<Tensor<T>> hog_targets_;
+  std::vector<int> active_cells_;
+  std::vector<Tensor<T>> targets_;
 };
 
 }  // namespace vitfreeze::mim

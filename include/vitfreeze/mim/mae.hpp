@@ -1,23 +1,29 @@
 #pragma once
 // MAE objective (peers spec §1): encode the visible patches, decode all patches, and score the
-// prediction of the removed ones against (per-patch normalised) pixels.
+// prediction of the removed ones against a reconstruction target per patch (mim/targets.hpp):
+// per-patch normalised pixels by default (MAE's norm_pix_loss), raw pixels, HOG, or the user's own.
 #include "vitfreeze/autograd/ops/loss.hpp"
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/mim/norm_pix.hpp"
+#include "vitfreeze/mim/objective_family.hpp"
+#include "vitfreeze/mim/targets.hpp"
 #include "vitfreeze/mim/patchify.hpp"
 #include "vitfreeze/nn/vit.hpp"
 
 namespace vitfreeze::mim {
 
-template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, bool NormPix = true, CpuScalar T = float>
+template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, ReconstructionTarget Target = NormalizedPixels, CpuScalar T = float>
 class Mae {
  public:
   static constexpr const char* name = "mae";
-  static constexpr bool norm_pix = NormPix;  // predictions are per-patch normalised pixels
+  static constexpr ObjectiveFamily family = ObjectiveFamily::mae;
+  using TargetType = Target;
+  static constexpr DecoderSpec decoder_spec = Dec;
+  static constexpr int out_dim = Target::values(S.channels, S.patch);  // target values per patch
   using Encoder = nn::ViT<S, T>;
 
-  explicit Mae(std::uint64_t seed = 0) : decoder("", S.dim, Dec, S.grid(), S.patch_dim()) { decoder.init(seed); }
+  explicit Mae(std::uint64_t seed = 0) : decoder("", S.dim, Dec, S.grid(), out_dim) { decoder.init(seed); }
 
   struct Output {
     Var<T> loss;
@@ -28,8 +34,7 @@ class Mae {
   Output forward(Tape<T>& tape, Encoder& encoder, const Tensor<T>& images, const MaskSet& masks) {
     auto latent = encoder.forward(tape, images, &masks.ids_keep).tokens;
     Var<T> pred = decoder(tape, latent, masks.ids_restore);
-    Tensor<T> target = patchify(images, S.patch);
-    if constexpr (NormPix) normalize_patches_in_place(target);
+    Tensor<T> target = target_values<Target>(images, S.patch);
     Var<T> loss = ops::masked_mse(tape, pred, target, masks.template mask_as<T>());
     return {loss, pred, target};
   }

@@ -17,10 +17,10 @@ inline constexpr DecoderSpec kMaeLiteDecoder{.dim = 96, .depth = 1, .heads = 3, 
 constexpr ViTSpec mae_lite_tiny(int image, int channels, int patch) { return specs::tiny(image, channels, patch, 12); }
 
 template <ViTSpec S, CpuScalar T = float>
-class MaeLite : public Mae<S, kMaeLiteDecoder, true, T> {
+class MaeLite : public Mae<S, kMaeLiteDecoder, NormalizedPixels, T> {
  public:
   static constexpr const char* name = "mae-lite";
-  using Mae<S, kMaeLiteDecoder, true, T>::Mae;
+  using Mae<S, kMaeLiteDecoder, NormalizedPixels, T>::Mae;
 };
 
 // The recipe's numbers around the objective.

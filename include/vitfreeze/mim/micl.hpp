@@ -8,6 +8,7 @@
 #include "vitfreeze/autograd/ops/contrastive.hpp"
 #include "vitfreeze/autograd/ops/tokens.hpp"
 #include "vitfreeze/mim/masking.hpp"
+#include "vitfreeze/mim/objective_family.hpp"
 #include "vitfreeze/nn/vit.hpp"
 
 namespace vitfreeze::mim {
@@ -21,7 +22,9 @@ template <ViTSpec S, MiclLoss Loss = MiclLoss{}, CpuScalar T = float>
 class Micl {
  public:
   static constexpr const char* name = "micl";
+  static constexpr ObjectiveFamily family = ObjectiveFamily::micl;
   static constexpr int views = 2;  // the masking policy must split the keep list in two (SplitView)
+  static constexpr MiclLoss loss = Loss;
   using Encoder = nn::ViT<S, T>;
   static_assert(Loss.tau > 0 && Loss.kappa >= 0, "MiCL: need tau > 0 and kappa >= 0");
 

@@ -1,13 +1,16 @@
 #pragma once
-// Linear probing: the encoder is frozen, its features are computed once (no tape, no gradients),
-// standardised with the training set's statistics (BatchNorm without affine, as in MAE's probe),
-// and a linear classifier is trained on the cached features with AdamW.
+// Linear probing: the encoder is frozen, its features are computed once (the explicit encoder's
+// forward on the CPU backend, keeping nothing), standardised with the training set's statistics
+// (BatchNorm without affine, as in MAE's probe), and a linear classifier is trained on the cached
+// features with AdamW.
 #include <cmath>
 #include <numeric>
 
 #include "vitfreeze/autograd/ops/loss.hpp"
+#include "vitfreeze/backend/cpu/backend.hpp"
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/nn/linear.hpp"
+#include "vitfreeze/model/encoder.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/evaluate.hpp"
 
@@ -23,16 +26,21 @@ struct Features {
 // Runs the encoder forward on every sample of `loader`'s epoch 0 (no augmentation expected).
 template <class Encoder>
 Features extract_features(Encoder& encoder, data::Loader& loader, std::int64_t count, FeaturePool pool) {
-  constexpr std::int64_t D = Encoder::spec.dim;
+  constexpr std::int64_t D = Encoder::spec.dim, L = Encoder::spec.tokens();
   Features f{Tensor<float>(Shape{count, D}), {}};
-  Tape<float> tape;
+  cpu::CpuContext ctx;
+  const model::Encoder<Cpu, Fp32> explicit_encoder(ctx, encoder);
+  Tensor<std::int32_t> every_patch;  // [B, L]: rows 0..L-1, the unmasked sequence
   loader.start_epoch(0);
   std::int64_t row = 0;
   while (auto batch = loader.next()) {
-    tape.reset();
-    NoGrad<float> no_grad(tape);
-    const Tensor<float>& tokens = tape.value(encoder.forward(tape, batch->images).tokens);  // [B, 1 + L, D]
-    const std::int64_t B = tokens.dim(0), Tn = tokens.dim(1);
+    const std::int64_t B = batch->images.dim(0);
+    if (every_patch.empty() || every_patch.dim(0) < B) {
+      every_patch = Tensor<std::int32_t>(Shape{B, L});
+      for (std::int64_t i = 0; i < every_patch.numel(); ++i) every_patch[i] = std::int32_t(i % L);
+    }
+    const Tensor<float> tokens = explicit_encoder.forward(ctx, batch->images, every_patch.data(), B, L, 1, nullptr);
+    const std::int64_t Tn = tokens.dim(1);  // 1 + L
     for (std::int64_t b = 0; b < B && row < count; ++b, ++row) {
       float* out = f.values.data() + row * D;
       if (pool == FeaturePool::cls) {

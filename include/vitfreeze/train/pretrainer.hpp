@@ -39,6 +39,7 @@
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/optim/adamw.hpp"
+#include "vitfreeze/train/step_engine.hpp"
 
 namespace vitfreeze::train {
 
@@ -143,13 +144,16 @@ inline io::Json freeze_record(int unit, std::int64_t iteration) {
   return rec;
 }
 
-template <class Encoder, class Objective, class Masking, CpuScalar T = float>
+// Engine: how each micro-batch's forward and backward run (train/step_engine.hpp): the explicit model
+// by default, the tape as the reference.
+template <class Encoder, class Objective, class Masking, CpuScalar T = float,
+          class Engine = ExplicitStepEngine<Encoder, Objective, T>>
 class Pretrainer {
  public:
   Pretrainer(Encoder& encoder, Objective& objective, Masking masking, freeze::FreezeController& controller,
              optim::AdamW<T>& optimizer, PretrainOptions options)
       : encoder_(encoder), objective_(objective), masking_(masking), controller_(controller), optimizer_(optimizer),
-        options_(std::move(options)) {
+        options_(std::move(options)), engine_(encoder, objective) {
     build_units();
     if (controller_.units() != static_cast<int>(units_.size()))
       throw ConfigError("Pretrainer: the schedule has " + std::to_string(controller_.units()) + " units, the model " +
@@ -186,18 +190,9 @@ class Pretrainer {
     const std::int64_t first_sample = (offset * world() + rank()) * B;
     const mim::MaskSet masks = masking_.make(B, S.grid(), S.grid(), options_.seed, std::uint64_t(window),
                                              std::uint32_t(first_sample));
-    tape_.reset();
-    auto out = objective_.forward(tape_, encoder_, images, masks);
-    const double loss = double(tape_.value(out.loss)[0]);
+    // Ranks weight their batches by size; the group divides by the window's total (ReplicaGroup).
+    const double loss = engine_.forward_backward(images, masks, replicas_ ? double(B) / A : 1.0 / A);
     const bool loss_finite = std::isfinite(loss);
-    if (loss_finite) {
-      // Ranks weight their batches by size; the group divides by the window's total (ReplicaGroup).
-      const double seed = replicas_ ? double(B) / A : 1.0 / A;
-      if (seed == 1.0)
-        tape_.backward(out.loss);
-      else
-        tape_.backward(out.loss, Tensor<T>::full(Shape{1}, T(seed)));
-    }
     if (!options_.dump_step.empty() && !dumped_ && is_root() &&
         (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
       dump_step(options_.dump_step, images, masks, loss, g);
@@ -447,7 +442,7 @@ class Pretrainer {
   bool is_root() const { return rank() == 0; }
   // Data parallel: the group (traffic counters), or nullptr for a single process.
   const dist::ReplicaGroup<T>* replicas() const { return replicas_ ? &*replicas_ : nullptr; }
-  Tape<T>& tape() { return tape_; }
+  Engine& engine() { return engine_; }
   // Every parameter the trainer updates: the units' in order, then the never-frozen ones.
   nn::ParameterList<T> all_parameters() const {
     nn::ParameterList<T> out;
@@ -704,7 +699,10 @@ class Pretrainer {
   void drop_taps_of_unit(int u) {
     if constexpr (ObjectiveWithTaps<Objective, T>)
       for (int k = 0; k < objective_.tap_count(); ++k)
-        if (unit_of_block(objective_.tap_block(k)) == u && objective_.tap_active(k)) objective_.drop_tap(k);
+        if (unit_of_block(objective_.tap_block(k)) == u) {
+          if (objective_.tap_active(k)) objective_.drop_tap(k);
+          engine_.drop_tap(k);
+        }
   }
 
   // The unit stops training: no gradient buffers, no optimiser state, no backward work.
@@ -769,7 +767,7 @@ class Pretrainer {
   freeze::FreezeController& controller_;
   optim::AdamW<T>& optimizer_;
   PretrainOptions options_;
-  Tape<T> tape_;
+  Engine engine_;
   std::vector<nn::ParameterList<T>> units_;
   nn::ParameterList<T> always_trained_;
   std::optional<io::MetricsLog> metrics_;

@@ -11,14 +11,17 @@
 
 namespace vitfreeze::cpu {
 
+// residual (optional): the row normalised is x + residual, written to sum_out (the residual stream
+// the next block adds to), in the same pass.
 template <CpuScalar T>
-inline void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean_out, T* rstd_out,
-                              std::int64_t rows, std::int64_t D, double eps) {
+inline void layernorm_forward_any(const T* x, const T* residual, T* sum_out, const T* gamma, const T* beta, T* y,
+                                  T* mean_out, T* rstd_out, std::int64_t rows, std::int64_t D, double eps) {
   using Row = Eigen::Array<T, 1, Eigen::Dynamic>;
   Eigen::Map<const Row> g(gamma, D), b(beta, D);
 #pragma omp parallel for schedule(static) if (rows * D > 16384)
   for (std::int64_t r = 0; r < rows; ++r) {
-    Eigen::Map<const Row> xr(x + r * D, D);
+    if (residual) Eigen::Map<Row>(sum_out + r * D, D) = Eigen::Map<const Row>(x + r * D, D) + Eigen::Map<const Row>(residual + r * D, D);
+    Eigen::Map<const Row> xr(residual ? sum_out + r * D : x + r * D, D);
     const T mean = xr.mean();
     const T var = (xr - mean).square().mean();
     const T rstd = T(1) / std::sqrt(var + T(eps));
@@ -26,6 +29,20 @@ inline void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T
     if (mean_out) mean_out[r] = mean;
     if (rstd_out) rstd_out[r] = rstd;
   }
+}
+
+template <CpuScalar T>
+inline void layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean_out, T* rstd_out,
+                              std::int64_t rows, std::int64_t D, double eps) {
+  layernorm_forward_any<T>(x, nullptr, nullptr, gamma, beta, y, mean_out, rstd_out, rows, D, eps);
+}
+
+// sum = x + residual (written), y = LayerNorm(sum): the residual add of a pre-LN block fused into
+// the next norm's pass.
+template <CpuScalar T>
+inline void residual_layernorm_forward(const T* x, const T* residual, T* sum, const T* gamma, const T* beta, T* y,
+                                       T* mean_out, T* rstd_out, std::int64_t rows, std::int64_t D, double eps) {
+  layernorm_forward_any<T>(x, residual, sum, gamma, beta, y, mean_out, rstd_out, rows, D, eps);
 }
 
 // Accumulates dx, dgamma, dbeta (each may be null).

@@ -9,10 +9,13 @@
 
 namespace vitfreeze::cpu {
 
-// sum_{b,l} w[b,l] * mean_p (pred - target)^2 / sum w   (pred, target: [rows = B*L, P]).
-template <CpuScalar T>
-inline double masked_mse_forward(const T* pred, const T* target, const T* weight, std::int64_t rows,
-                                 std::int64_t P, double* weight_sum_out) {
+// sum_{b,l} w[b,l] * mean_p (pred - target)^2 / sum w   (pred, target: [rows = B*L, P]; pred's rows
+// pred_ld apart (0: P), so a prediction padded for aligned GEMM rows is read in place; weight: one
+// per row, or null for all ones).
+template <CpuScalar T, class W = T>
+inline double masked_mse_forward(const T* pred, const T* target, const W* weight, std::int64_t rows, std::int64_t P,
+                                 double* weight_sum_out, std::int64_t pred_ld = 0) {
+  const std::int64_t ld = pred_ld > 0 ? pred_ld : P;
   double total = 0, wsum = 0;
 #pragma omp parallel for reduction(+ : total, wsum) schedule(static) if (rows * P > 65536)
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -21,7 +24,7 @@ inline double masked_mse_forward(const T* pred, const T* target, const T* weight
     if (w == 0) continue;
     double e = 0;
     for (std::int64_t p = 0; p < P; ++p) {
-      const double d = double(pred[r * P + p]) - double(target[r * P + p]);
+      const double d = double(pred[r * ld + p]) - double(target[r * P + p]);
       e += d * d;
     }
     total += w * e / double(P);
@@ -30,18 +33,18 @@ inline double masked_mse_forward(const T* pred, const T* target, const T* weight
   return total / wsum;
 }
 // dpred += g * 2 w (pred - target) / (P * sum w)
-template <CpuScalar T>
-inline void masked_mse_backward(double g, const T* pred, const T* target, const T* weight, double weight_sum,
-                                T* dpred, std::int64_t rows, std::int64_t P) {
+template <CpuScalar T, class W = T>
+inline void masked_mse_backward(double g, const T* pred, const T* target, const W* weight, double weight_sum, T* dpred,
+                                std::int64_t rows, std::int64_t P, std::int64_t pred_ld = 0) {
+  const std::int64_t ld = pred_ld > 0 ? pred_ld : P;
 #pragma omp parallel for schedule(static) if (rows * P > 65536)
   for (std::int64_t r = 0; r < rows; ++r) {
     const double w = weight ? double(weight[r]) : 1.0;
     if (w == 0) continue;
     const T c = T(g * 2.0 * w / (double(P) * weight_sum));
-    for (std::int64_t p = 0; p < P; ++p) dpred[r * P + p] += c * (pred[r * P + p] - target[r * P + p]);
+    for (std::int64_t p = 0; p < P; ++p) dpred[r * ld + p] += c * (pred[r * ld + p] - target[r * P + p]);
   }
 }
-
 // Mean cross-entropy of logits [N, C] against labels with label smoothing eps:
 // target distribution (1 - eps) one-hot + eps / C. Saves softmax probabilities for the backward.
 template <CpuScalar T>

@@ -13,7 +13,7 @@ namespace vitfreeze::cpu {
 // thread sums into its own partial row, and partials are added in thread order (deterministic for a
 // fixed thread count).
 template <CpuScalar T>
-inline void add_column_sums(const T* x, std::int64_t rows, std::int64_t cols, T* out) {
+inline void add_column_sums_strided(const T* x, std::int64_t rows, std::int64_t cols, std::int64_t ld, T* out) {
   using Row = Eigen::Array<T, 1, Eigen::Dynamic>;
   const int threads = rows * cols > 32768 ? thread_count() : 1;
   std::vector<Row> partial(threads, Row::Zero(cols));
@@ -22,10 +22,14 @@ inline void add_column_sums(const T* x, std::int64_t rows, std::int64_t cols, T*
     const int t = thread_index();
     const std::int64_t begin = rows * t / threads, end = rows * (t + 1) / threads;
     Row& acc = partial[t];
-    for (std::int64_t r = begin; r < end; ++r) acc += Eigen::Map<const Row>(x + r * cols, cols);
+    for (std::int64_t r = begin; r < end; ++r) acc += Eigen::Map<const Row>(x + r * ld, cols);
   }
   Eigen::Map<Row> o(out, cols);
   for (const Row& p : partial) o += p;
+}
+template <CpuScalar T>
+inline void add_column_sums(const T* x, std::int64_t rows, std::int64_t cols, T* out) {
+  add_column_sums_strided(x, rows, cols, cols, out);
 }
 
 template <CpuScalar T>

@@ -13,9 +13,11 @@
 // avg_pool_2x2: [B, 2h, 2w, C] -> [B, h, w, C], the mean of each 2x2 block (AvgPool2d(2, 2)).
 //
 // Both are linear maps; each backward is the adjoint and accumulates into its gradient buffers.
+#include <algorithm>
 #include <cstdint>
 
 #include "vitfreeze/backend/cpu/reduce.hpp"
+#include "vitfreeze/backend/geometry.hpp"
 #include "vitfreeze/core/dtype.hpp"
 
 namespace vitfreeze::cpu {
@@ -89,6 +91,91 @@ inline void avg_pool_2x2_backward(const T* dy, T* dx, std::int64_t B, std::int64
         top[c] += q, top[C + c] += q, bottom[c] += q, bottom[C + c] += q;
       }
     }
+}
+
+// ---- the same maps read in place behind skipped rows (MapGeometry), as the explicit model uses them:
+// the inputs are g.rows() rows per call; the backwards overwrite their whole output, zero in the
+// skipped rows (the cls row of a decoder's output gets no gradient from a map op).
+
+// x: g.rows() rows of 4C values -> y [B, 2h, 2w, C] (+ bias [C] when not null).
+template <CpuScalar T>
+inline void pixel_shuffle_2x2_forward(const T* x, const T* bias, T* y, const MapGeometry& g, std::int64_t C) {
+#pragma omp parallel for schedule(static) if (g.batch * g.pixels() * 4 * C > 65536)
+  for (std::int64_t bi = 0; bi < g.batch * g.height; ++bi) {  // bi = b * h + i
+    const std::int64_t b = bi / g.height, i = bi % g.height;
+    for (std::int64_t j = 0; j < g.width; ++j) {
+      const T* src = x + (b * g.rows_per_sample() + g.skip + i * g.width + j) * 4 * C;
+      for (std::int64_t dy = 0; dy < 2; ++dy)
+        for (std::int64_t dx = 0; dx < 2; ++dx) {
+          T* dst = y + ((2 * bi + dy) * 2 * g.width + 2 * j + dx) * C;
+          const T* s = src + 2 * dy + dx;
+          for (std::int64_t c = 0; c < C; ++c) dst[c] = bias ? s[4 * c] + bias[c] : s[4 * c];
+        }
+    }
+  }
+}
+
+// dy [B, 2h, 2w, C] -> dx: g.rows() rows of 4C values.
+template <CpuScalar T>
+inline void pixel_shuffle_2x2_backward(const T* dy, T* dx, const MapGeometry& g, std::int64_t C) {
+#pragma omp parallel for schedule(static) if (g.rows() * 4 * C > 65536)
+  for (std::int64_t row = 0; row < g.rows(); ++row) {
+    T* d = dx + row * 4 * C;
+    const std::int64_t r = row % g.rows_per_sample(), b = row / g.rows_per_sample();
+    if (r < g.skip) {
+      std::fill(d, d + 4 * C, T(0));
+      continue;
+    }
+    const std::int64_t p = r - g.skip, i = p / g.width, j = p % g.width;
+    for (std::int64_t ky = 0; ky < 2; ++ky)
+      for (std::int64_t kx = 0; kx < 2; ++kx) {
+        const T* src = dy + ((b * 2 * g.height + 2 * i + ky) * 2 * g.width + 2 * j + kx) * C;
+        for (std::int64_t c = 0; c < C; ++c) d[4 * c + 2 * ky + kx] = src[c];
+      }
+  }
+}
+
+// dbias[c] += the four kernel positions' column sums 4c .. 4c + 3 of a shuffle's input gradient.
+template <CpuScalar T>
+inline void fold_kernel_position_sums(const T* column_sums, T* dbias, std::int64_t C) {
+  for (std::int64_t c = 0; c < C; ++c) {
+    const T* s = column_sums + 4 * c;
+    dbias[c] += ((s[0] + s[1]) + s[2]) + s[3];
+  }
+}
+
+// x: g.rows() rows of C values (height, width even) -> y [B, h/2, w/2, C].
+template <CpuScalar T>
+inline void avg_pool_2x2_forward(const T* x, T* y, const MapGeometry& g, std::int64_t C) {
+  const std::int64_t h = g.height / 2, w = g.width / 2;
+#pragma omp parallel for schedule(static) if (g.batch * g.pixels() * C > 65536)
+  for (std::int64_t bi = 0; bi < g.batch * h; ++bi) {
+    const std::int64_t b = bi / h, i = bi % h;
+    for (std::int64_t j = 0; j < w; ++j) {
+      const T* top = x + (b * g.rows_per_sample() + g.skip + 2 * i * g.width + 2 * j) * C;
+      const T* bottom = top + g.width * C;
+      T* dst = y + (bi * w + j) * C;
+      for (std::int64_t c = 0; c < C; ++c) dst[c] = T(0.25) * ((top[c] + top[C + c]) + (bottom[c] + bottom[C + c]));
+    }
+  }
+}
+
+// dy [B, h/2, w/2, C] -> dx: g.rows() rows of C values.
+template <CpuScalar T>
+inline void avg_pool_2x2_backward(const T* dy, T* dx, const MapGeometry& g, std::int64_t C) {
+  const std::int64_t h = g.height / 2, w = g.width / 2;
+#pragma omp parallel for schedule(static) if (g.rows() * C > 65536)
+  for (std::int64_t row = 0; row < g.rows(); ++row) {
+    T* d = dx + row * C;
+    const std::int64_t r = row % g.rows_per_sample(), b = row / g.rows_per_sample();
+    if (r < g.skip) {
+      std::fill(d, d + C, T(0));
+      continue;
+    }
+    const std::int64_t p = r - g.skip, i = p / g.width / 2, j = p % g.width / 2;
+    const T* src = dy + ((b * h + i) * w + j) * C;
+    for (std::int64_t c = 0; c < C; ++c) d[c] = T(0.25) * src[c];
+  }
 }
 
 }  // namespace vitfreeze::cpu

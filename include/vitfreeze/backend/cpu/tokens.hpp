@@ -65,4 +65,35 @@ inline void unshuffle_backward(const T* dout, const std::int32_t* ids_restore, T
   }
 }
 
+// The encoder's input sequence under masking, built after embedding the visible patches only:
+// x[b, 0] = cls, x[b, 1 + k] = patch_tokens[b, k] + pos[1 + ids_keep[b, k]]   (x: [B, 1 + K, D]).
+// Equal to embedding every patch, adding positions and gathering, at K/L of the GEMM work.
+template <CpuScalar T>
+inline void assemble_encoder_tokens(const T* patch_tokens, const T* cls, const T* pos, const std::int32_t* ids_keep,
+                                    T* x, std::int64_t B, std::int64_t K, std::int64_t D) {
+#pragma omp parallel for schedule(static) if (B * K * D > 65536)
+  for (std::int64_t b = 0; b < B; ++b) {
+    T* xb = x + b * (K + 1) * D;
+    std::memcpy(xb, cls, sizeof(T) * D);
+    for (std::int64_t k = 0; k < K; ++k) {
+      const T* e = patch_tokens + (b * K + k) * D;
+      const T* p = pos + (1 + std::int64_t(ids_keep[b * K + k])) * D;
+      T* out = xb + (1 + k) * D;
+      for (std::int64_t d = 0; d < D; ++d) out[d] = e[d] + p[d];
+    }
+  }
+}
+
+// Its backward: dx [B, 1 + K, D] -> dpatch_tokens [B, K, D] and dcls_rows [B, D] (both overwritten).
+template <CpuScalar T>
+inline void split_encoder_token_grads(const T* dx, T* dpatch_tokens, T* dcls_rows, std::int64_t B, std::int64_t K,
+                                      std::int64_t D) {
+#pragma omp parallel for schedule(static) if (B * K * D > 65536)
+  for (std::int64_t b = 0; b < B; ++b) {
+    const T* db = dx + b * (K + 1) * D;
+    std::memcpy(dcls_rows + b * D, db, sizeof(T) * D);
+    std::memcpy(dpatch_tokens + b * K * D, db + D, sizeof(T) * K * D);
+  }
+}
+
 }  // namespace vitfreeze::cpu

@@ -48,15 +48,15 @@ class DeviceLocalMim {
 
   template <ViTSpec S, class Taps, mim::DecoderSpec Dec, int NBins>
   DeviceLocalMim(CudaContext& ctx, const vitfreeze::nn::ViT<S, float>& host_encoder,
-                 const mim::LocalMim<S, Taps, Dec, NBins, float>& host)
+                 const mim::LocalMim<S, Taps, Dec, mim::Hog<NBins>, float>& host)
       : encoder(ctx, host_encoder), channels_(S.channels), image_(S.image), grid_(S.grid()), nbins_(NBins) {
-    using Host = mim::LocalMim<S, Taps, Dec, NBins, float>;
+    using Host = mim::LocalMim<S, Taps, Dec, mim::Hog<NBins>, float>;
     const Tensor<float> decoder_pos = vitfreeze::nn::sincos_pos_embed_2d<float>(Dec.dim, S.grid(), S.grid(), true);
     taps.reserve(Host::kTaps);  // parameters are handed out by address: the vector never reallocates
     for (int k = 0; k < Host::kTaps; ++k)
       taps.push_back(Tap{DeviceLayerNorm<P>(ctx, host.tap_norm(k)),
                          DeviceMaeDecoder<P>(ctx, host.decoder(k), decoder_pos, /*with_pred=*/false),
-                         DeviceScaleHead<P>(ctx, host.head(k)), Host::tap_block(k), Host::hog_pool(k),
+                         DeviceScaleHead<P>(ctx, host.head(k)), Host::tap_block(k), Host::cell(k),
                          host.tap_active(k)});
   }
 

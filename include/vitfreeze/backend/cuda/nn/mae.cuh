@@ -170,7 +170,8 @@ class DeviceMae {
   using T = typename P::Activation;
 
   template <ViTSpec S, mim::DecoderSpec Dec, bool NormPix>
-  DeviceMae(CudaContext& ctx, const vitfreeze::nn::ViT<S, float>& host_encoder, const mim::Mae<S, Dec, NormPix, float>& host)
+  DeviceMae(CudaContext& ctx, const vitfreeze::nn::ViT<S, float>& host_encoder,
+            const mim::Mae<S, Dec, mim::CellPixels<NormPix>, float>& host)
       : encoder(ctx, host_encoder),
         decoder(ctx, host.decoder, vitfreeze::nn::sincos_pos_embed_2d<float>(Dec.dim, S.grid(), S.grid(), true)),
         geometry_{0, S.channels, S.image, S.image, S.patch},

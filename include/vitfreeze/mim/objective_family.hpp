@@ -1,0 +1,8 @@
+#pragma once
+// Which explicit model (model/) runs a host objective: every objective of a family shares one
+// forward/backward statement (MAE-lite is MAE with other numbers).
+namespace vitfreeze::mim {
+
+enum class ObjectiveFamily { mae, localmim, micl };
+
+}  // namespace vitfreeze::mim
