@@ -1,8 +1,13 @@
 #pragma once
 // What vitfreeze_pretrain (CPU) and vitfreeze_pretrain_cuda (GPU) share, so that both read the same
-// flags, build the same models from the same seeds, see the same data in the same order, freeze on
-// the same schedule, and evaluate the encoder the same way (export, linear probe, optional
-// fine-tune, summary.json): their printed top-1 numbers are then comparable.
+// flags (pretrain_flags.hpp), build the same models from the same seeds, see the same data in the
+// same order, freeze on the same schedule, and evaluate the encoder the same way (export, linear
+// probe, optional fine-tune, summary.json): their printed top-1 numbers are then comparable.
+//
+// Nothing is left to fail late: the flags are checked when parsed, and before the first step the
+// output directory is locked (a second run on it stops at once, naming the holder) and proven
+// writable, the export and dump paths are checked, and the data must give every phase at least
+// one step.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,9 +28,12 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+#include "pretrain_flags.hpp"
 #include "vitfreeze/data/idx.hpp"
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
+#include "vitfreeze/io/checksum.hpp"
+#include "vitfreeze/io/dir_lock.hpp"
 #include "vitfreeze/io/plot.hpp"
 #include "vitfreeze/io/png.hpp"
 #include "vitfreeze/io/weights.hpp"
@@ -42,92 +50,6 @@
 #endif
 
 namespace vitfreeze::examples {
-
-// The flags both executables take (the GPU one adds its own lines before these).
-inline constexpr const char* kPretrainFlagsHelp = R"(
-  --objective localmim|mae|mae-lite|micl  LocalMIM (multi-scale HOG at 4 taps; default), MAE (normalised
-                             pixels), MAE-lite (MAE's ViT-Tiny recipe: 12 heads, 96-wide 1-block decoder,
-                             crops 0.08-1 with random interpolation, fine-tune layer decay 0.85 + mixup 0.2;
-                             tiny model only, CPU only) or MiCL (two disjoint views of the visible patches,
-                             t-vMF InfoNCE; CPU only)
-  --model tiny|mini          tiny: ViT-Ti (192 wide, 12 blocks, 3 heads); mini: 128 wide, 6 blocks, 4 heads
-  --mask-ratio R             fraction of patches removed (default 0.75; micl 0.65: 8 patches per view)
-  --epochs E --warmup W      pretraining epochs and warmup epochs (default 4, 1)
-  --batch B                  micro-batch size (default 128)
-  --accumulation A           micro-batches per optimiser step (default 1); lr = blr * B * A / 256
-  --blr X                    base LR; lr = blr * batch / 256 (default 1.5e-3)
-  --schedule S               none|linear|squared|cubic|vit-tailored (default cubic)
-  --t0 X                     schedule t0 (default 0.8)
-  --lr-mode M                scaled|unscaled|global|vit-tailored (default: vit-tailored for that schedule, else global)
-  --semantics S              truncate|vitfreeze (default truncate)
-  --dont-freeze-pe 1         keep the patch embedding and cls token training (blocks are the only units)
-  --data DIR                 Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)
-  --train-subset N           pretrain on the first N training images (default 20000; 0 = all 60000)
-  --probe-subset N           linear-probe training features from the first N images (default 20000; 0 = all)
-  --probe-epochs N           linear-probe epochs (default 10)
-  --finetune-epochs N        then fine-tune end to end for N epochs (default 0: off) and report test top-1/top-5
-  --finetune-subset N        fine-tune on the first N training images (default 10000)
-  --finetune-lr X            fine-tuning peak LR (default 1e-3; layer decay 0.75, label smoothing 0.1)
-  --steps-per-epoch N        cut each epoch short (smoke tests)
-  --out DIR                  output directory (default runs/pretrain)
-  --seed N --threads N       seed (default 0); threads (default: all cores)
-
-  Checkpoints and reliability (checkpoints go to OUT/checkpoints/ckpt-<iteration>.safetensors):
-  --resume auto|PATH         auto: continue from the newest intact checkpoint in OUT/checkpoints (start
-                             fresh if there is none); PATH: from that checkpoint file. The model and
-                             recipe must match (else an error lists every difference)
-  --checkpoint-every-epochs N  save every N epochs and at the end (default 1; 0 = never)
-  --keep-checkpoints K       keep the newest K checkpoints (default 2)
-  --non-finite stop|skip[:N] on a NaN/Inf loss or gradient: stop (default; saves the last good state
-                             first) or skip the step, at most N times (default 10)
-  --dump-step PATH           write the first training step (input, mask, loss, parameters, gradients)
-                             to PATH as safetensors, for comparison with PyTorch
-  --export-encoder PATH      after pretraining, write the encoder with timm names (loads into
-                             timm's VisionTransformer with load_state_dict)
-  --help
-)";
-
-struct Args {
-  std::map<std::string, std::string> values;
-  bool has(const std::string& k) const { return values.count(k) != 0; }
-  std::string get(const std::string& k, const std::string& d) const {
-    auto it = values.find(k);
-    return it == values.end() ? d : it->second;
-  }
-  double num(const std::string& k, double d) const {
-    auto it = values.find(k);
-    if (it == values.end()) return d;
-    char* end = nullptr;
-    const double v = std::strtod(it->second.c_str(), &end);
-    if (end == it->second.c_str() || *end) throw ConfigError("--" + k + ": not a number: " + it->second);
-    return v;
-  }
-};
-
-// `extra`: flags only this executable knows (the GPU's --device, --precision).
-inline Args parse_args(int argc, char** argv, std::span<const std::string_view> extra = {}) {
-  static constexpr std::string_view known[] = {
-      "objective", "model", "mask-ratio", "epochs", "warmup", "batch", "blr", "schedule", "t0", "lr-mode",
-      "semantics", "data", "train-subset", "probe-epochs", "steps-per-epoch", "accumulation", "dont-freeze-pe",
-      "probe-subset", "finetune-epochs", "finetune-subset", "finetune-lr", "out", "seed", "threads", "resume",
-      "checkpoint-every-epochs", "keep-checkpoints", "non-finite", "dump-step", "export-encoder"};
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      a.values["help"] = "1";
-      continue;
-    }
-    if (k.rfind("--", 0) != 0) throw ConfigError("unexpected argument " + k);
-    k = k.substr(2);
-    if (std::find(std::begin(known), std::end(known), k) == std::end(known) &&
-        std::find(extra.begin(), extra.end(), k) == extra.end())
-      throw ConfigError("unknown flag --" + k);
-    if (i + 1 >= argc) throw ConfigError("--" + k + " needs a value");
-    a.values[k] = argv[++i];
-  }
-  return a;
-}
 
 inline data::Dataset head_of(data::Dataset d, std::int64_t n) {
   if (n <= 0 || n >= d.count) return d;
@@ -156,24 +78,19 @@ using LocalMimTiny = mim::LocalMim<kTiny, mim::taps<mim::TapSpec{1, 4, 1}, mim::
 using LocalMimMini = mim::LocalMim<kMini, mim::taps<mim::TapSpec{1, 4, 1}, mim::TapSpec{3, 2, 1}, mim::TapSpec{5, 1, 1}>,
                                    kTapDecoder>;
 
-// Calls run.template operator()<S, Objective>() for --model and --objective (validated here).
+// Calls run.template operator()<S, Objective>() for --model and --objective (checked by the parser).
 template <class Run>
-int with_model(const Args& args, Run&& run) {
-  const std::string model = args.get("model", "tiny"), objective = args.get("objective", "localmim");
-  if (objective != "mae" && objective != "localmim" && objective != "micl" && objective != "mae-lite")
-    throw ConfigError("--objective: mae, mae-lite, localmim or micl, not " + objective);
-  if (objective == "mae-lite") {
-    if (model != "tiny") throw ConfigError("--objective mae-lite is a ViT-Tiny recipe: use --model tiny");
-    return run.template operator()<kTinyLite, mim::MaeLite<kTinyLite>>();
-  }
+int with_model(const PretrainFlags& flags, Run&& run) {
+  const std::string& model = flags.model;
+  const std::string& objective = flags.objective;
+  if (objective == "mae-lite") return run.template operator()<kTinyLite, mim::MaeLite<kTinyLite>>();
   auto with_objective = [&]<ViTSpec S, class LocalMimOfS>() -> int {
     if (objective == "mae") return run.template operator()<S, MaeOf<S>>();
     if (objective == "micl") return run.template operator()<S, mim::Micl<S>>();
     return run.template operator()<S, LocalMimOfS>();
   };
   if (model == "tiny") return with_objective.template operator()<kTiny, LocalMimTiny>();
-  if (model == "mini") return with_objective.template operator()<kMini, LocalMimMini>();
-  throw ConfigError("--model: unknown " + model);
+  return with_objective.template operator()<kMini, LocalMimMini>();
 }
 
 // ---- the run's recipe ---------------------------------------------------------------------------
@@ -185,8 +102,8 @@ struct RecipeChoices {
   const char* augment_text = "random-resized-crop 0.2-1 bicubic, flip 0.5, fashion-mnist normalisation";
   double finetune_layer_decay = 0.75, finetune_label_smoothing = 0.1, finetune_mixup_alpha = 0.0;
 
-  static RecipeChoices read(const Args& args) {
-    if (args.get("objective", "localmim") != "mae-lite") return {};
+  static RecipeChoices read(const PretrainFlags& flags) {
+    if (flags.objective != "mae-lite") return {};
     using L = mim::MaeLiteRecipe;
     return {L::crop_min_scale, L::interpolation,
             "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation",
@@ -194,7 +111,9 @@ struct RecipeChoices {
   }
 };
 
-// Read before anything is built.
+// Read before anything is built. The process that writes the files (rank 0) creates the output
+// directory, locks it for the whole run and proves it writable, and checks the export and dump
+// paths, so that none of them fails after the training.
 struct RunBasics {
   std::filesystem::path out;
   std::string data_dir;
@@ -203,32 +122,54 @@ struct RunBasics {
   std::uint64_t seed = 0;
   double lr = 0;  // blr * batch * accumulation * ranks / 256 (the batch of one update)
   RecipeChoices recipe;
+  std::optional<io::DirectoryLock> lock;  // held by the writing rank while the run lasts
 
   // `ranks`: processes training together (vitfreeze_pretrain_mpi), each with --batch samples.
-  static RunBasics read(const Args& args, int ranks = 1) {
+  static RunBasics read(const PretrainFlags& f, int ranks = 1, bool writes_files = true) {
     RunBasics b;
-    b.out = args.get("out", "runs/pretrain");
+    b.out = f.out;
     std::filesystem::create_directories(b.out);
-    b.data_dir = args.get("data", "/usr/share/datasets/fashion-mnist");
-    b.epochs = int(args.num("epochs", 4)), b.warmup = int(args.num("warmup", 1));
-    b.batch = std::int64_t(args.num("batch", 128));
-    b.seed = std::uint64_t(args.num("seed", 0));
-    b.accumulation = int(args.num("accumulation", 1));
-    b.lr = args.num("blr", 1.5e-3) * double(b.batch) * b.accumulation * ranks / 256.0;
-    b.recipe = RecipeChoices::read(args);
+    if (writes_files) {
+      b.lock.emplace(b.out);
+      io::check_output_file(b.out / "summary.json", true);
+      for (const auto& path : {f.export_encoder, f.dump_step})
+        if (path) io::check_output_file(*path, true);
+    }
+    b.data_dir = f.data;
+    b.epochs = f.epochs, b.warmup = f.warmup;
+    b.batch = f.batch;
+    b.seed = std::uint64_t(f.seed);
+    b.accumulation = f.accumulation;
+    b.lr = f.blr * double(b.batch) * b.accumulation * ranks / 256.0;
+    b.recipe = RecipeChoices::read(f);
     return b;
   }
 };
+
+// What a resume must find again besides the recipe's numbers: the training images and labels, as
+// their shape and CRC-32C, so that another data set of the same size is refused.
+inline std::string data_fingerprint(const data::Dataset& d) {
+  std::uint32_t crc = io::crc32c(std::as_bytes(std::span(d.pixels)));
+  crc = io::crc32c(std::as_bytes(std::span(d.labels)), crc);
+  return std::to_string(d.count) + "x" + std::to_string(d.channels) + "x" + std::to_string(d.height) + "x" +
+         std::to_string(d.width) + " crc32c " + io::detail::hex32(crc);
+}
 
 struct PretrainData {
   data::Dataset train_full, test, train;
   data::Normalize norm = data::Normalize::fashion_mnist();
 
-  static PretrainData load(const Args& args, const RunBasics& b) {
+  // Also checks that the fine-tuning subset holds a batch (before any training happens).
+  static PretrainData load(const PretrainFlags& f, const RunBasics& b) {
     PretrainData d;
     d.train_full = data::fashion_mnist(b.data_dir, data::Split::train);
     d.test = data::fashion_mnist(b.data_dir, data::Split::test);
-    d.train = head_of(d.train_full, std::int64_t(args.num("train-subset", 20000)));
+    d.train = head_of(d.train_full, f.train_subset);
+    const std::int64_t finetune_images = std::min(f.finetune_subset > 0 ? f.finetune_subset : d.train_full.count,
+                                                  d.train_full.count);
+    if (f.finetune_epochs > 0 && finetune_images < kFinetuneBatch)
+      throw ConfigError("--finetune-subset: " + std::to_string(finetune_images) + " images hold no fine-tuning batch of " +
+                        std::to_string(kFinetuneBatch));
     return d;
   }
 };
@@ -256,28 +197,26 @@ struct FreezeSetup {
   std::int64_t iters = 0;       // iterations per epoch, whole accumulation windows
   freeze::FreezeSemantics semantics = freeze::FreezeSemantics::truncate;
 
-  static FreezeSetup read(const Args& args, int depth, const RunBasics& b, std::int64_t batches_per_epoch) {
+  static FreezeSetup read(const PretrainFlags& flags, int depth, const RunBasics& b, std::int64_t batches_per_epoch) {
     FreezeSetup f;
-    f.dont_freeze_pe = args.num("dont-freeze-pe", 0) != 0;
+    f.dont_freeze_pe = flags.dont_freeze_pe;
     f.units = depth + (f.dont_freeze_pe ? 0 : 1);
-    f.schedule = args.get("schedule", "cubic");
-    f.rs = freeze::RuntimeSchedule{freeze::Spacing::cubic, args.num("t0", 0.8), f.schedule != "none"};
-    if (f.schedule == "linear") f.rs.spacing = freeze::Spacing::linear;
-    else if (f.schedule == "squared") f.rs.spacing = freeze::Spacing::squared;
-    else if (f.schedule != "cubic" && f.schedule != "vit-tailored" && f.schedule != "none")
-      throw ConfigError("--schedule: unknown " + f.schedule);
-    f.mode = args.get("lr-mode", f.schedule == "vit-tailored" ? "vit-tailored" : "global");
+    f.schedule = flags.schedule;
+    f.rs = flags.freeze_schedule();
+    f.mode = flags.resolved_lr_mode();
     f.lrs = freeze::LrSettings{.base_lr = b.lr, .min_lr = 1e-6, .tail = 0.1};
     if (f.mode == "scaled") f.lrs.mode = freeze::LrMode::scaled_layerwise;
     else if (f.mode == "unscaled") f.lrs.mode = freeze::LrMode::unscaled_layerwise;
     else if (f.mode == "global") f.lrs.mode = freeze::LrMode::global_hard_freeze;
-    else if (f.mode == "vit-tailored") f.lrs.mode = freeze::LrMode::vit_tailored;
-    else throw ConfigError("--lr-mode: unknown " + f.mode);
-    f.steps_cap = std::int64_t(args.num("steps-per-epoch", -1));
+    else f.lrs.mode = freeze::LrMode::vit_tailored;
+    f.steps_cap = flags.steps_per_epoch.value_or(-1);
     f.iters = f.steps_cap > 0 ? std::min(f.steps_cap, batches_per_epoch) : batches_per_epoch;
     f.iters -= f.iters % std::max(b.accumulation, 1);  // whole accumulation windows per epoch
-    f.semantics = args.get("semantics", "truncate") == "vitfreeze" ? freeze::FreezeSemantics::vitfreeze
-                                                                   : freeze::FreezeSemantics::truncate;
+    if (f.iters < 1)
+      throw ConfigError("--train-subset " + std::to_string(flags.train_subset) + ": " + std::to_string(batches_per_epoch) +
+                        " batches of " + std::to_string(b.batch) + " per epoch (per rank), no whole window of --accumulation " +
+                        std::to_string(b.accumulation) + ": pretraining would take no step");
+    f.semantics = flags.semantics == "vitfreeze" ? freeze::FreezeSemantics::vitfreeze : freeze::FreezeSemantics::truncate;
     return f;
   }
 
@@ -308,44 +247,41 @@ struct FreezeSetup {
 };
 
 // --mask-ratio, whose default leaves MiCL's two views 8 patches each on the 7x7 grid (peers spec §7).
-inline double mask_ratio(const Args& args) {
-  return args.num("mask-ratio", args.get("objective", "localmim") == "micl" ? 0.65 : 0.75);
-}
-inline int mask_ratio_per_mille(const Args& args) { return int(std::lround(mask_ratio(args) * 1000)); }
+inline int mask_ratio_per_mille(const PretrainFlags& f) { return int(std::lround(f.resolved_mask_ratio() * 1000)); }
 
 // The trainer's masking: random, with the keep list split into the objective's views (MiCL: 2).
 template <class Objective>
-mim::RandomRatio masking_for(const Args& args) {
+mim::RandomRatio masking_for(const PretrainFlags& f) {
   if constexpr (requires { Objective::views; })
-    return mim::RandomRatio{mask_ratio_per_mille(args), Objective::views};
+    return mim::RandomRatio{mask_ratio_per_mille(f), Objective::views};
   else
-    return mim::RandomRatio{mask_ratio_per_mille(args)};
+    return mim::RandomRatio{mask_ratio_per_mille(f)};
 }
 
 // Checkpoints (OUT/checkpoints, --checkpoint-every-epochs, --keep-checkpoints) and the caller's part of
 // the recipe a resume must match. Both backends write the same format with the same recipe, so a
 // run checkpointed on the GPU resumes on the CPU and the other way round.
-inline void set_checkpoint_options(const Args& args, const RunBasics& b, const PretrainData& d, const char* objective,
-                                   train::PretrainOptions& opt) {
+inline void set_checkpoint_options(const PretrainFlags& f, const RunBasics& b, const PretrainData& d,
+                                   const char* objective, train::PretrainOptions& opt) {
   opt.checkpoint_dir = b.out / "checkpoints";
-  opt.checkpoint_every_epochs = int(args.num("checkpoint-every-epochs", 1));
-  opt.keep_checkpoints = int(args.num("keep-checkpoints", 2));
-  if (opt.checkpoint_every_epochs < 0 || opt.keep_checkpoints < 1)
-    throw ConfigError("--checkpoint-every-epochs must be >= 0 and --keep-checkpoints >= 1");
-  opt.recipe.set("model", args.get("model", "tiny"));
+  opt.checkpoint_every_epochs = f.checkpoint_every_epochs;
+  opt.checkpoint_every_steps = f.checkpoint_every_steps;
+  opt.keep_checkpoints = f.keep_checkpoints;
+  opt.recipe.set("model", f.model);
   opt.recipe.set("objective", objective);
   opt.recipe.set("batch", b.batch);
-  opt.recipe.set("blr", args.num("blr", 1.5e-3));
-  opt.recipe.set("mask_ratio", mask_ratio(args));
+  opt.recipe.set("blr", f.blr);
+  opt.recipe.set("mask_ratio", f.resolved_mask_ratio());
   opt.recipe.set("train_subset", d.train.count);
+  opt.recipe.set("data_fingerprint", data_fingerprint(d.train));
   opt.recipe.set("augment", b.recipe.augment_text);
 }
 
 // --resume auto|PATH on either backend's trainer (both have resume() and next_iteration()).
 template <class Trainer>
-void resume_if_asked(const Args& args, Trainer& trainer, const train::PretrainOptions& opt) {
-  if (!args.has("resume")) return;
-  const auto from = trainer.resume(args.get("resume", "auto"));
+void resume_if_asked(const PretrainFlags& f, Trainer& trainer, const train::PretrainOptions& opt) {
+  if (!f.resume) return;
+  const auto from = trainer.resume(*f.resume);
   if constexpr (requires { trainer.is_root(); })
     if (!trainer.is_root()) return;  // data parallel: every rank resumed, rank 0 says so
   if (from)
@@ -382,44 +318,51 @@ void write_reconstructions(nn::ViT<S, float>& encoder, Objective& objective, con
 
 // The loss plot and (MAE) reconstructions of a finished pretraining.
 template <ViTSpec S, class Objective>
-void write_pretrain_figures(const Args& args, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
+void write_pretrain_figures(const PretrainFlags& f, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
                             Objective& objective, const std::vector<train::EpochReport>& reports) {
   write_loss_plot(b.out, reports);
   if constexpr (requires { Objective::TargetType::normalized; }) {  // pixel targets only
-    write_reconstructions(encoder, objective, d, mask_ratio_per_mille(args), b.out / "reconstructions.png");
+    write_reconstructions(encoder, objective, d, mask_ratio_per_mille(f), b.out / "reconstructions.png");
     std::cout << "wrote " << (b.out / "reconstructions.png").string() << "\n";
   }
 }
 
-// What the pretraining part reports to the summary.
+// What the pretraining part reports to the summary: the whole run's epochs (those before a resume
+// come from the checkpoint) and their seconds.
 struct PretrainOutcome {
-  explicit PretrainOutcome(const Args& args) : schedule(args.get("schedule", "cubic")), t0(args.num("t0", 0.8)) {}
+  explicit PretrainOutcome(const PretrainFlags& f) : schedule(f.schedule), t0(f.freeze_schedule().t0) {}
   std::vector<train::EpochReport> reports;
   double seconds = 0;
   std::string schedule, mode = "none";  // mode: set when pretraining runs
   double t0 = 0;
+
+  void record(std::vector<train::EpochReport> run) {
+    reports = std::move(run);
+    seconds = 0;
+    for (const auto& r : reports) seconds += r.seconds;
+  }
 };
 
 // Export (--export-encoder), linear probe on the frozen encoder, optional fine-tuning, summary.json.
 // `extra` fields go into the summary as well (the GPU's device and precision).
 template <ViTSpec S>
-int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
+int evaluate_and_summarise(const PretrainFlags& f, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
                            const char* objective_name, const PretrainOutcome& pre, const io::Json& extra = io::Json::object()) {
-  if (args.has("export-encoder")) {
-    io::export_encoder(encoder, args.get("export-encoder", ""));
-    std::cout << "wrote the encoder (timm names) to " << args.get("export-encoder", "") << "\n";
+  if (f.export_encoder) {
+    io::export_encoder(encoder, *f.export_encoder);
+    std::cout << "wrote the encoder (timm names) to " << *f.export_encoder << "\n";
   }
 
   // Linear probe on the frozen encoder (no augmentation).
   data::Transform plain{std::nullopt, std::nullopt, 0.0, d.norm};
-  auto probe_train = head_of(d.train_full, std::int64_t(args.num("probe-subset", 20000)));
+  auto probe_train = head_of(d.train_full, f.probe_subset);
   data::Loader train_eval(probe_train, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
   data::Loader test_eval(d.test, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
   const auto t1 = std::chrono::steady_clock::now();
   auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, train::FeaturePool::mean_patches);
   auto ftest = train::extract_features(encoder, test_eval, d.test.count, train::FeaturePool::mean_patches);
   auto probe = train::train_linear_probe(std::move(ftrain), std::move(ftest),
-                                         {.epochs = int(args.num("probe-epochs", 10)), .seed = b.seed});
+                                         {.epochs = f.probe_epochs, .seed = b.seed});
   const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
   std::cout << "pretraining time " << pre.seconds << " s; linear probe " << probe_s << " s\n"
@@ -427,18 +370,19 @@ int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainD
             << " %, test top-5 " << 100 * probe.test.top5 << " %\n";
 
   // Optional end-to-end fine-tuning of the (pretrained) encoder.
-  const int ft_epochs = int(args.num("finetune-epochs", 0));
+  const int ft_epochs = f.finetune_epochs;
   train::Accuracy ft_acc;
   double ft_s = 0;
   if (ft_epochs > 0) {
-    auto ft_train = head_of(d.train_full, std::int64_t(args.num("finetune-subset", 10000)));
+    auto ft_train = head_of(d.train_full, f.finetune_subset);
     data::Transform ft_augment{data::RandomResizedCrop{S.image, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
                                std::nullopt, 0.5, d.norm};
-    data::Loader ft_loader(ft_train, ft_augment, {.batch_size = 128, .last_batch = data::LastBatch::drop, .seed = b.seed + 7});
+    data::Loader ft_loader(ft_train, ft_augment,
+                           {.batch_size = kFinetuneBatch, .last_batch = data::LastBatch::drop, .seed = b.seed + 7});
     train::Classifier classifier(encoder, 10, b.seed + 3);
     const auto t2 = std::chrono::steady_clock::now();
     train::finetune(classifier, ft_loader,
-                    {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = args.num("finetune-lr", 1e-3),
+                    {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = f.finetune_lr,
                      .layer_decay = b.recipe.finetune_layer_decay, .label_smoothing = b.recipe.finetune_label_smoothing,
                      .mixup_alpha = b.recipe.finetune_mixup_alpha, .seed = b.seed});
     ft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
@@ -458,7 +402,7 @@ int evaluate_and_summarise(const Args& args, const RunBasics& b, const PretrainD
   summary["probe_test_top5"] = probe.test.top5;
   summary["probe_train_top1"] = probe.train.top1;
   summary["probe_seconds"] = probe_s;
-  summary["semantics"] = args.get("semantics", "truncate");
+  summary["semantics"] = f.semantics;
   summary["finetune_epochs"] = ft_epochs;
   if (ft_epochs > 0) {
     summary["finetune_test_top1"] = ft_acc.top1;

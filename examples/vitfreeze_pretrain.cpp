@@ -6,8 +6,6 @@
 // Built with VITFREEZE_WITH_MPI this file is vitfreeze_pretrain_mpi: started by mpiexec, the ranks
 // pretrain one model data parallel (each --batch samples of its shard per step, gradients summed
 // over the ranks, the LR scaled to the global batch), and rank 0 alone writes files and evaluates.
-#include <chrono>
-#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -36,60 +34,47 @@ constexpr const char* kProgram = "vitfreeze_pretrain";
 #endif
 
 template <vf::ViTSpec S, class Objective>
-int run(const ex::Args& args, vf::dist::Communicator* group) {
+int run(const ex::PretrainFlags& flags, vf::dist::Communicator* group) {
   const int rank = group ? group->rank() : 0, ranks = group ? group->world() : 1;
-  const auto b = ex::RunBasics::read(args, ranks);
-  const auto d = ex::PretrainData::load(args, b);
+  const auto b = ex::RunBasics::read(flags, ranks, rank == 0);
+  const auto d = ex::PretrainData::load(flags, b);
   auto loader = ex::pretrain_loader<S>(d, b, rank, ranks);
 
   vf::nn::ViT<S, float> encoder(b.seed);
-  ex::PretrainOutcome pre(args);
+  ex::PretrainOutcome pre(flags);
   if (b.epochs > 0) {
-    const auto fs = ex::FreezeSetup::read(args, S.depth, b, loader.batches_per_epoch());
+    const auto fs = ex::FreezeSetup::read(flags, S.depth, b, loader.batches_per_epoch());
     pre.mode = fs.mode;
     vf::freeze::FreezeController controller = fs.controller(b);
 
     vf::train::PretrainOptions opt = fs.options(b);
-    ex::set_checkpoint_options(args, b, d, Objective::name, opt);
+    ex::set_checkpoint_options(flags, b, d, Objective::name, opt);
     opt.communicator = group;
     if (ranks > 1) opt.recipe.set("ranks", ranks);  // the shards, and so the data order, depend on it
-    const std::string non_finite = args.get("non-finite", "stop");
-    if (non_finite == "stop") {
-      opt.non_finite = vf::train::NonFinitePolicy::stop;
-    } else if (non_finite == "skip" || non_finite.rfind("skip:", 0) == 0) {
-      opt.non_finite = vf::train::NonFinitePolicy::skip;
-      if (non_finite.size() > 5) {
-        char* end = nullptr;
-        opt.max_skipped_steps = int(std::strtol(non_finite.c_str() + 5, &end, 10));
-        if (*end || opt.max_skipped_steps < 0) throw vf::ConfigError("--non-finite: bad skip count in " + non_finite);
-      }
-    } else {
-      throw vf::ConfigError("--non-finite: stop, skip or skip:N, not " + non_finite);
-    }
-    opt.dump_step = args.get("dump-step", "");
+    opt.non_finite = flags.skip_non_finite ? vf::train::NonFinitePolicy::skip : vf::train::NonFinitePolicy::stop;
+    opt.max_skipped_steps = flags.max_skipped_steps;
+    opt.dump_step = flags.dump_step.value_or("");
     Objective objective(b.seed + 1);
     vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
-    vf::train::Pretrainer trainer(encoder, objective, ex::masking_for<Objective>(args), controller,
+    vf::train::Pretrainer trainer(encoder, objective, ex::masking_for<Objective>(flags), controller,
                                   adam, opt);
 
     if (rank == 0) std::cout << fs.banner(S, Objective::name, d.train.count, b) << data_parallel_banner(ranks, b) << "\n";
-    ex::resume_if_asked(args, trainer, opt);
-    const auto t0 = std::chrono::steady_clock::now();
-    pre.reports = trainer.fit(loader);
-    pre.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ex::resume_if_asked(flags, trainer, opt);
+    pre.record(trainer.fit(loader));
     if (rank != 0) return 0;  // the model is the same on every rank: rank 0 reports on it
     if (const auto* replicas = trainer.replicas())
       std::cout << "gradient allreduce: " << replicas->updates() << " updates, "
                 << double(replicas->gradient_elements_sent()) * sizeof(float) / 1e6 << " MB sent per rank, "
                 << replicas->allreduce_seconds() << " s\n";
-    ex::write_pretrain_figures(args, b, d, encoder, objective, pre.reports);
+    ex::write_pretrain_figures(flags, b, d, encoder, objective, pre.reports);
   } else {
     if (rank != 0) return 0;
     std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
   }
   vf::io::Json extra = vf::io::Json::object();
   if (ranks > 1) extra["ranks"] = ranks;
-  return ex::evaluate_and_summarise(args, b, d, encoder, Objective::name, pre, extra);
+  return ex::evaluate_and_summarise(flags, b, d, encoder, Objective::name, pre, extra);
 }
 
 }  // namespace
@@ -105,14 +90,18 @@ int main(int argc, char** argv) {
     session.emplace(argc, argv);
     group = &world.emplace();
 #endif
-    const ex::Args args = ex::parse_args(argc, argv);
-    if (args.has("help")) {
-      std::cout << kProgram << ": self-supervised pretraining of a ViT (LocalMIM, MAE or MiCL) with progressive layer freezing, then a linear probe.\n"
-                << ex::kPretrainFlagsHelp;
+    std::string help;
+    const auto flags = ex::parse_pretrain_flags(
+        argc, argv, ex::Backend::cpu,
+        std::string(kProgram) + ": self-supervised pretraining of a ViT (LocalMIM, MAE, MAE-lite or MiCL) with "
+                                "progressive layer freezing, then a linear probe and an optional fine-tune.",
+        &help);
+    if (!flags) {
+      std::cout << help;
       return 0;
     }
-    if (args.has("threads")) vf::cpu::set_thread_count(int(args.num("threads", 0)));
-    return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(args, group); });
+    if (flags->threads) vf::cpu::set_thread_count(*flags->threads);
+    return ex::with_model(*flags, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(*flags, group); });
   } catch (const std::exception& e) {
     std::cerr << kProgram << ": " << e.what() << "\n";
 #ifdef VITFREEZE_WITH_MPI

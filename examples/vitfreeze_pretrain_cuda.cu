@@ -23,38 +23,15 @@ namespace ex = vitfreeze::examples;
 
 namespace {
 
-const char* kHelp = R"(vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pretraining on a GPU (same flags, models, data
-order, masks and freeze schedule); the linear probe and fine-tuning then run on the CPU as there.
-
-  --device N                 CUDA device (default 0)
-  --precision bf16|fp16|fp32 bf16: bf16 activations, fp32 master weights, moments and accumulation
-                             (default); fp16: the same with fp16 activations and dynamic loss scaling
-                             (2^16 at the start, halved on NaN/Inf gradients and that step skipped,
-                             doubled after 2000 clean steps; the scale and skipped steps go to the
-                             epoch records of metrics.jsonl); fp32: fp32 throughout (matches the CPU
-                             to rounding, slower)
-
-  Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its
-  block's unit freezes, as there) and mae.
-  Checkpoints and --resume as on the CPU, in the same format and with the same recipe: a GPU run
-  resumes on the CPU and the other way round (the fp16 loss scale is not stored: a resumed fp16
-  run starts it again). Not on the GPU yet, refused with an error: --non-finite skip, --dump-step.
-  The loss is read at logging points (every 50 iterations) and at each epoch's end; a non-finite
-  loss stops the run there (no last-good-state checkpoint: later steps already ran).
-
-Shared with vitfreeze_pretrain:)";
-
-// Flags of vitfreeze_pretrain that the GPU run cannot honour yet: an error, never silently ignored.
-void refuse_cpu_only_flags(const ex::Args& args) {
-  auto refuse = [](const std::string& what) {
-    throw vf::ConfigError(what + " is not available on the GPU yet (use vitfreeze_pretrain on the CPU)");
-  };
-  if (args.get("non-finite", "stop") != "stop") refuse("--non-finite " + args.get("non-finite", ""));
-  if (args.has("dump-step")) refuse("--dump-step");
-  const std::string precision = args.get("precision", "bf16");
-  if (precision != "bf16" && precision != "fp16" && precision != "fp32")
-    throw vf::ConfigError("--precision: bf16, fp16 or fp32, not " + precision);
-}
+const char* kDescription =
+    "vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pretraining on a GPU (same flags, models, data order, "
+    "masks and freeze schedule); the linear probe and fine-tuning then run on the CPU as there.\n\n"
+    "Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its block's unit "
+    "freezes, as there) and mae. Checkpoints and --resume as on the CPU, in the same format and with the same "
+    "recipe: a GPU run resumes on the CPU and the other way round (the fp16 loss scale is not stored: a resumed "
+    "fp16 run starts it again). Not on the GPU yet, refused with an error: --non-finite skip, --dump-step. The "
+    "loss is read at logging points (every 50 iterations) and at each epoch's end; a non-finite loss stops the run "
+    "there (no last-good-state checkpoint: later steps already ran).";
 
 // A context on --device, or a clear error where there is no usable GPU.
 void open_device(std::optional<vc::CudaContext>& ctx, int device) {
@@ -69,35 +46,33 @@ void open_device(std::optional<vc::CudaContext>& ctx, int device) {
 }
 
 template <vf::ViTSpec S, class HostObjective, class DeviceObjective, class P>
-int run(const ex::Args& args) {
-  const auto b = ex::RunBasics::read(args);
+int run(const ex::PretrainFlags& flags) {
+  const auto b = ex::RunBasics::read(flags);
   std::optional<vc::CudaContext> ctx;
   if (b.epochs > 0) {
-    open_device(ctx, int(args.num("device", 0)));
+    open_device(ctx, flags.device);
     std::cout << "GPU " << ctx->device() << ": " << ctx->properties().name << ", precision " << P::name << "\n";
   }
-  const auto d = ex::PretrainData::load(args, b);
+  const auto d = ex::PretrainData::load(flags, b);
   auto loader = ex::pretrain_loader<S>(d, b);
 
   vf::nn::ViT<S, float> encoder(b.seed);  // initialised on the host from the seed, as on the CPU
-  ex::PretrainOutcome pre(args);
+  ex::PretrainOutcome pre(flags);
   if (b.epochs > 0) {
-    const auto fs = ex::FreezeSetup::read(args, S.depth, b, loader.batches_per_epoch());
+    const auto fs = ex::FreezeSetup::read(flags, S.depth, b, loader.batches_per_epoch());
     pre.mode = fs.mode;
     vf::freeze::FreezeController controller = fs.controller(b);
     HostObjective objective(b.seed + 1);
     vf::train::PretrainOptions opt = fs.options(b);
-    ex::set_checkpoint_options(args, b, d, HostObjective::name, opt);
+    ex::set_checkpoint_options(flags, b, d, HostObjective::name, opt);
     vn::DevicePretrainer<vf::nn::ViT<S, float>, HostObjective, DeviceObjective, vf::mim::RandomRatio, P> trainer(
-        *ctx, encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(args)}, controller,
+        *ctx, encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(flags)}, controller,
         {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05}, opt);
     std::cout << fs.banner(S, HostObjective::name, d.train.count, b) << ", on the GPU\n";
-    ex::resume_if_asked(args, trainer, opt);
-    const auto t0 = std::chrono::steady_clock::now();
-    pre.reports = trainer.fit(loader);
+    ex::resume_if_asked(flags, trainer, opt);
+    pre.record(trainer.fit(loader));
     trainer.download();
-    pre.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ex::write_pretrain_figures(args, b, d, encoder, objective, pre.reports);
+    ex::write_pretrain_figures(flags, b, d, encoder, objective, pre.reports);
   } else {
     std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
   }
@@ -105,38 +80,36 @@ int run(const ex::Args& args) {
   extra["backend"] = "cuda";
   extra["precision"] = P::name;
   extra["device"] = ctx ? std::string(ctx->properties().name) : std::string("none");
-  return ex::evaluate_and_summarise(args, b, d, encoder, HostObjective::name, pre, extra);
+  return ex::evaluate_and_summarise(flags, b, d, encoder, HostObjective::name, pre, extra);
 }
 
 // --precision picks the policy the device objective is built with.
 template <vf::ViTSpec S, class HostObjective, template <vn::PrecisionPolicy> class DeviceObjective>
-int run_with_precision(const ex::Args& args) {
-  const std::string precision = args.get("precision", "bf16");
-  if (precision == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(args);
-  if (precision == "fp16") return run<S, HostObjective, DeviceObjective<vn::Fp16Mixed>, vn::Fp16Mixed>(args);
-  return run<S, HostObjective, DeviceObjective<vn::Bf16Mixed>, vn::Bf16Mixed>(args);
+int run_with_precision(const ex::PretrainFlags& flags) {
+  if (flags.precision == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(flags);
+  if (flags.precision == "fp16") return run<S, HostObjective, DeviceObjective<vn::Fp16Mixed>, vn::Fp16Mixed>(flags);
+  return run<S, HostObjective, DeviceObjective<vn::Bf16Mixed>, vn::Bf16Mixed>(flags);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    static constexpr std::string_view gpu_flags[] = {"device", "precision"};
-    const ex::Args args = ex::parse_args(argc, argv, gpu_flags);
-    if (args.has("help")) {
-      std::cout << kHelp << ex::kPretrainFlagsHelp;
+    std::string help;
+    const auto flags = ex::parse_pretrain_flags(argc, argv, ex::Backend::gpu, kDescription, &help);
+    if (!flags) {
+      std::cout << help;
       return 0;
     }
-    refuse_cpu_only_flags(args);
-    if (args.has("threads")) vf::cpu::set_thread_count(int(args.num("threads", 0)));
-    return ex::with_model(args, [&]<vf::ViTSpec S, class Objective>() -> int {
+    if (flags->threads) vf::cpu::set_thread_count(*flags->threads);
+    return ex::with_model(*flags, [&]<vf::ViTSpec S, class Objective>() -> int {
       if constexpr (std::string_view(Objective::name) == "mae")
-        return run_with_precision<S, Objective, vn::DeviceMae>(args);
+        return run_with_precision<S, Objective, vn::DeviceMae>(*flags);
       else if constexpr (std::string_view(Objective::name) == "micl" || std::string_view(Objective::name) == "mae-lite")
         throw vf::ConfigError(std::string("--objective ") + Objective::name +
                               " has not run on a GPU yet: use vitfreeze_pretrain (CPU)");
       else
-        return run_with_precision<S, Objective, vn::DeviceLocalMim>(args);
+        return run_with_precision<S, Objective, vn::DeviceLocalMim>(*flags);
     });
   } catch (const std::exception& e) {
     std::cerr << "vitfreeze_pretrain_cuda: " << e.what() << "\n";

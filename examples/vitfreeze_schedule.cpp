@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,8 +22,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "schedule_flags.hpp"
 #include "vitfreeze/core/error.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
+#include "vitfreeze/io/atomic_file.hpp"
 #include "vitfreeze/io/plot.hpp"
 #include "vitfreeze/nn/flops.hpp"
 #include "vitfreeze/nn/vit_spec.hpp"
@@ -91,122 +94,19 @@ static_assert(published_setting_saving(fz::FreezeSemantics::truncate) >
                   published_setting_saving(fz::FreezeSemantics::vitfreeze),
               "truncating the graph must save more than ViTFreeze's weight-gradient-only freezing");
 
-// ---- command line --------------------------------------------------------------------------------
+// ---- command line (schedule_flags.hpp) -----------------------------------------------------------
 
-struct Options {
-  std::string schedule = "cubic";
-  std::optional<double> t0;  // default 0.8, or 0.5 for linear (the reference code's fallbacks)
-  int epochs = 100;
-  int warmup = 10;
-  std::int64_t iters_per_epoch = 625;
-  std::optional<int> units;  // default: blocks + patch embedding
-  double tau = 0.1;
-  bool dont_freeze_pe = false;
-  std::string lr_mode;  // empty: the schedule's default
-  std::string semantics = "truncate";
-  std::string format = "table";
-  std::string model = "base";
-  std::string plot;  // PNG of every unit's LR over the run, when set
-  int image = 224, patch = 16, channels = 3;
-  bool help = false;
-};
-
-constexpr const char* usage =
-    "usage: vitfreeze_schedule [options]\n"
-    "  --schedule linear|squared|cubic|vit-tailored|none   spacing of freeze points (default cubic)\n"
-    "  --t0 X              start of the spacing, 0 < X <= 1 (default 0.8; 0.5 for linear)\n"
-    "  --epochs E          total epochs (default 100)\n"
-    "  --warmup W          warmup epochs (default 10)\n"
-    "  --iters-per-epoch I micro-batches per epoch per rank (default 625: ImageNet, 8 x 256)\n"
-    "  --units N           freezable units N = L + 1 (default: depth + 1, or depth with --dont-freeze-pe)\n"
-    "  --tau X             vit-tailored tail, fraction of the post-warmup run (default 0.1)\n"
-    "  --dont-freeze-pe    the patch embedding is not a unit; units are the blocks\n"
-    "  --lr-mode scaled|unscaled|global|vit-tailored   (default: scaled; vit-tailored for that schedule)\n"
-    "  --semantics truncate|vitfreeze   what freezing saves, for the predicted saving (default truncate;\n"
-    "                      --dont-freeze-pe implies vitfreeze: gradients must reach the patch embedding)\n"
-    "  --model tiny|small|base --image P --patch P --channels C   cost model (default base, 224, 16, 3);\n"
-    "                      depth = units - 1 (units with --dont-freeze-pe)\n"
-    "  --format table|json|csv   output (default table); predicted_saving is null if depth < 4\n"
-    "  --plot PATH         also write a PNG of every unit's learning rate over the run\n"
-    "  --help              this text\n";
-
-int parse_int(std::string_view flag, std::string_view text) {
-  int v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    throw vf::ConfigError(std::string(flag) + " expects an integer, got '" + std::string(text) + "'");
-  return v;
-}
-
-double parse_double(std::string_view flag, std::string_view text) {
-  double v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc{} || end != text.data() + text.size())
-    throw vf::ConfigError(std::string(flag) + " expects a number, got '" + std::string(text) + "'");
-  return v;
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (flag == "--dont-freeze-pe") {
-      o.dont_freeze_pe = true;
-      continue;
-    }
-    constexpr std::array<std::string_view, 15> value_flags{
-        "--schedule", "--t0",      "--epochs", "--warmup", "--iters-per-epoch", "--units", "--tau",
-        "--lr-mode",  "--semantics", "--format", "--plot", "--model",  "--image",           "--patch", "--channels"};
-    if (std::find(value_flags.begin(), value_flags.end(), flag) == value_flags.end())
-      throw vf::ConfigError("unknown argument: " + std::string(flag));
-    if (i + 1 >= argc) throw vf::ConfigError("missing value after " + std::string(flag));
-    const std::string_view value = argv[++i];
-    if (flag == "--schedule") o.schedule = value;
-    else if (flag == "--t0") o.t0 = parse_double(flag, value);
-    else if (flag == "--epochs") o.epochs = parse_int(flag, value);
-    else if (flag == "--warmup") o.warmup = parse_int(flag, value);
-    else if (flag == "--iters-per-epoch") o.iters_per_epoch = parse_int(flag, value);
-    else if (flag == "--units") o.units = parse_int(flag, value);
-    else if (flag == "--tau") o.tau = parse_double(flag, value);
-    else if (flag == "--lr-mode") o.lr_mode = value;
-    else if (flag == "--semantics") o.semantics = value;
-    else if (flag == "--format") o.format = value;
-    else if (flag == "--plot") o.plot = value;
-    else if (flag == "--model") o.model = value;
-    else if (flag == "--image") o.image = parse_int(flag, value);
-    else if (flag == "--patch") o.patch = parse_int(flag, value);
-    else if (flag == "--channels") o.channels = parse_int(flag, value);
-  }
-  if (o.format != "table" && o.format != "json" && o.format != "csv")
-    throw vf::ConfigError("--format must be table, json or csv");
-  if (!(o.tau >= 0.0 && o.tau <= 1.0)) throw vf::ConfigError("--tau must lie in [0, 1]");
-  return o;
-}
-
-fz::RuntimeSchedule schedule_of(const Options& o) {
-  if (o.schedule == "none") return {fz::Spacing::cubic, 1.0, false};
-  const double t0 = o.t0.value_or(o.schedule == "linear" ? 0.5 : 0.8);
-  if (!(t0 > 0.0 && t0 <= 1.0)) throw vf::ConfigError("--t0 must lie in (0, 1]");
-  if (o.schedule == "linear") return {fz::Spacing::linear, t0};
-  if (o.schedule == "squared") return {fz::Spacing::squared, t0};
-  if (o.schedule == "cubic" || o.schedule == "vit-tailored") return {fz::Spacing::cubic, t0};
-  throw vf::ConfigError("--schedule must be linear, squared, cubic, vit-tailored or none");
-}
+using Options = vitfreeze::examples::ScheduleFlags;
 
 fz::LrMode lr_mode_of(const Options& o) {
-  if (o.lr_mode.empty())
+  if (!o.lr_mode)
     return o.schedule == "vit-tailored" ? fz::LrMode::vit_tailored
            : o.schedule == "none"       ? fz::LrMode::global_hard_freeze
                                         : fz::LrMode::scaled_layerwise;
-  if (o.lr_mode == "scaled") return fz::LrMode::scaled_layerwise;
-  if (o.lr_mode == "unscaled") return fz::LrMode::unscaled_layerwise;
-  if (o.lr_mode == "global") return fz::LrMode::global_hard_freeze;
-  if (o.lr_mode == "vit-tailored") return fz::LrMode::vit_tailored;
-  throw vf::ConfigError("--lr-mode must be scaled, unscaled, global or vit-tailored");
+  if (*o.lr_mode == "scaled") return fz::LrMode::scaled_layerwise;
+  if (*o.lr_mode == "unscaled") return fz::LrMode::unscaled_layerwise;
+  if (*o.lr_mode == "global") return fz::LrMode::global_hard_freeze;
+  return fz::LrMode::vit_tailored;  // the flag parser admits no other name
 }
 
 const char* lr_mode_name(fz::LrMode m) {
@@ -224,10 +124,7 @@ std::optional<vf::ViTSpec> model_of(const Options& o, int depth) {
   vf::ViTSpec s;
   if (o.model == "tiny") s = vf::specs::tiny(o.image, o.channels, o.patch);
   else if (o.model == "small") s = vf::specs::small(o.image, o.channels, o.patch);
-  else if (o.model == "base") s = vf::specs::base(o.image, o.channels, o.patch);
-  else throw vf::ConfigError("--model must be tiny, small or base");
-  if (o.image <= 0 || o.patch <= 0 || o.channels <= 0 || o.image % o.patch != 0)
-    throw vf::ConfigError("--image must be a positive multiple of --patch, --channels positive");
+  else s = vf::specs::base(o.image, o.channels, o.patch);  // geometry bounded by parse_schedule_flags
   if (depth < 4) return std::nullopt;
   s.depth = depth;
   return s;
@@ -249,11 +146,12 @@ std::string num(double v) {
   const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, ec == std::errc{} ? end : buf);
 }
+// JSON has no NaN or infinity: a number that is not finite is written as null.
 std::string json_num(double v) { return fz::detail::is_finite(v) ? num(v) : "null"; }
 template <class T>
 std::string json_opt(const std::optional<T>& v) {
   if (!v) return "null";
-  if constexpr (std::is_same_v<T, double>) return num(*v);
+  if constexpr (std::is_same_v<T, double>) return json_num(*v);
   else return std::to_string(*v);
 }
 
@@ -278,17 +176,19 @@ void plot_learning_rates(const std::string& path, const std::vector<double>& r, 
 }
 
 int run(int argc, char** argv) {
-  const Options o = parse(argc, argv);
-  if (o.help) {
-    std::fputs(usage, stdout);
+  std::string help;
+  const std::optional<Options> parsed = vitfreeze::examples::parse_schedule_flags(argc, argv, &help);
+  if (!parsed) {
+    std::fputs(help.c_str(), stdout);
     return 0;
   }
-  const fz::RuntimeSchedule schedule = schedule_of(o);
+  const Options& o = *parsed;
+  if (o.plot) vf::io::check_output_file(*o.plot, true);
+  const fz::RuntimeSchedule schedule = o.freeze_schedule();
   const fz::LrMode mode = lr_mode_of(o);
   const fz::RunLength run{o.epochs, o.warmup, o.iters_per_epoch};
   run.validate();
   const int units = o.units.value_or(o.dont_freeze_pe ? 12 : 13);
-  if (units < 1) throw vf::ConfigError("--units must be >= 1");
   const std::vector<double> r = schedule.fractions(units);
 
   std::vector<Row> rows;
@@ -300,10 +200,7 @@ int run(int argc, char** argv) {
 
   // With a trainable patch embedding in front of the frozen blocks, gradients must still flow
   // through them: only the weight-gradient half is saved, whatever --semantics says.
-  fz::FreezeSemantics semantics = o.semantics == "vitfreeze" ? fz::FreezeSemantics::vitfreeze
-                                  : o.semantics == "truncate"
-                                      ? fz::FreezeSemantics::truncate
-                                      : throw vf::ConfigError("--semantics must be truncate or vitfreeze");
+  fz::FreezeSemantics semantics = o.semantics == "vitfreeze" ? fz::FreezeSemantics::vitfreeze : fz::FreezeSemantics::truncate;
   if (o.dont_freeze_pe) semantics = fz::FreezeSemantics::vitfreeze;
   const int depth = o.dont_freeze_pe ? units : units - 1;
   const std::optional<vf::ViTSpec> spec = model_of(o, depth);
@@ -314,20 +211,20 @@ int run(int argc, char** argv) {
     saving = fz::predicted_saving({forward, dropped, untracked}, r, semantics, o.epochs, o.warmup);
   }
   const char* semantics_name = semantics == fz::FreezeSemantics::truncate ? "truncate" : "vitfreeze";
-  if (!o.plot.empty()) plot_learning_rates(o.plot, r, run, mode, o.tau);
+  if (o.plot) plot_learning_rates(*o.plot, r, run, mode, o.tau);
 
   if (o.format == "json") {
     std::printf("{\"schedule\":\"%s\",\"t0\":%s,\"lr_mode\":\"%s\",\"tau\":%s,\"epochs\":%d,\"warmup\":%d,"
                 "\"iters_per_epoch\":%lld,\"dont_freeze_pe\":%s,\"units\":[",
-                o.schedule.c_str(), schedule.freezes ? num(schedule.t0).c_str() : "null", lr_mode_name(mode),
-                num(o.tau).c_str(), o.epochs, o.warmup, static_cast<long long>(o.iters_per_epoch),
+                o.schedule.c_str(), schedule.freezes ? json_num(schedule.t0).c_str() : "null", lr_mode_name(mode),
+                json_num(o.tau).c_str(), o.epochs, o.warmup, static_cast<long long>(o.iters_per_epoch),
                 o.dont_freeze_pe ? "true" : "false");
     for (const Row& row : rows)
       std::printf("%s{\"unit\":%d,\"r\":%s,\"J\":%s,\"first_frozen_iteration\":%s,\"freeze_epoch\":%s,"
                   "\"initial_lr_multiplier\":%s}",
                   row.unit ? "," : "", row.unit, json_num(row.r).c_str(), json_num(row.J).c_str(),
                   json_opt(row.first_frozen).c_str(), json_opt(row.freeze_epoch).c_str(),
-                  num(row.lr_multiplier).c_str());
+                  json_num(row.lr_multiplier).c_str());
     std::printf("],\"cost_model\":{\"model\":\"%s\",\"image\":%d,\"patch\":%d,\"channels\":%d,\"depth\":%d,"
                 "\"semantics\":\"%s\"},\"predicted_saving\":%s}\n",
                 o.model.c_str(), o.image, o.patch, o.channels, depth, semantics_name, json_opt(saving).c_str());
@@ -365,6 +262,9 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const vitfreeze::Error& e) {
     std::fprintf(stderr, "vitfreeze_schedule: %s\n(see --help)\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {  // out of memory, or a library outside vitfreeze
+    std::fprintf(stderr, "vitfreeze_schedule: %s\n", e.what());
     return 2;
   }
 }

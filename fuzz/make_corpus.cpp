@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fuzz_common.hpp"
@@ -101,6 +103,33 @@ void checkpoint_seeds() {
 #endif
 }
 
+// Command lines for fuzz_flags: a backend byte (1: GPU), then the words, each after a NUL.
+std::string command_line(char backend, std::initializer_list<std::string_view> words) {
+  std::string out(1, backend);
+  for (auto w : words) out += std::string(1, '\0') + std::string(w);
+  return out.substr(0, 1) + out.substr(2);  // the first word follows the backend byte directly
+}
+void flags_seeds() {
+  put("flags", "pretrain", command_line(0, {"--epochs", "3", "--schedule", "linear", "--t0=0.6", "--dont-freeze-pe", "--seed",
+                                            "9007199254740993", "--non-finite", "skip:4"}));
+  put("flags", "gpu", command_line(1, {"--device", "1", "--precision", "fp16", "--accumulation", "2",
+                                       "--checkpoint-every-steps", "4"}));
+  put("flags", "schedule", command_line(0, {"--units", "13", "--image", "224", "--patch", "16", "--format", "json", "--tau", "0.2"}));
+  put("flags", "help", command_line(0, {"--help"}));
+}
+
+// Edit lists for fuzz_checkpoint_semantics: the accumulation byte, then (op, tensor, index, value)
+// groups; no edit at all is the control that must load.
+void checkpoint_semantics_seeds() {
+  using namespace std::string_literals;
+  put("checkpoint_semantics", "untouched", "\x00"s);
+  put("checkpoint_semantics", "untouched_accumulating", "\x01"s);
+  put("checkpoint_semantics", "nan", "\x00\x01\x05\x00\x03\x01"s);
+  put("checkpoint_semantics", "negative", "\x00\x02\x07\x00\x03\x03\x05"s);
+  put("checkpoint_semantics", "dropped", "\x01\x0f\x03"s);
+  put("checkpoint_semantics", "small_integers", "\x01\x00\x09\x00\x00\x00\x07\x00\x0a\x00\x00\x00\x02"s);
+}
+
 std::vector<std::uint8_t> idx(std::uint32_t magic, const std::vector<std::uint32_t>& dims) {
   std::vector<std::uint8_t> out;
   auto be32 = [&](std::uint32_t v) {
@@ -134,5 +163,7 @@ int main(int argc, char** argv) {
   safetensors_seeds();
   idx_seeds();
   checkpoint_seeds();
+  flags_seeds();
+  checkpoint_semantics_seeds();
   return 0;
 }

@@ -7,11 +7,12 @@ set -euo pipefail
 # Open MPI is in the base set: CMake remembers a failed search, so a build configured before it was
 # installed would silently leave out the data-parallel targets and tests.
 # oneDNN: the CPU backend's float GEMM (without it the build falls back to Eigen's, ~1.4x slower).
+# CLI11 parses the example executables' flags (tested and fuzzed too).
 packages=(g++ cmake make pkg-config libeigen3-dev doctest-dev libstb-dev zlib1g-dev dataset-fashion-mnist
-          libopenmpi-dev openmpi-bin libdnnl-dev)
+          libopenmpi-dev openmpi-bin libdnnl-dev libcli11-dev)
 for group in "$@"; do
   case "$group" in
-    fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    fuzz) packages+=(clang-14 libclang-rt-14-dev libomp-14-dev) ;;  # libomp: a fuzz target runs a real trainer
     bench) packages+=(python3-torch python3-numpy libopenblas0-pthread) ;;  # OpenBLAS, not netlib, for torch
     *) echo "deps: unknown group $group" >&2; exit 2 ;;
   esac

@@ -67,3 +67,54 @@ elseif(VITFREEZE_MPI)
 else()
   vitfreeze_absent_tests(mpi:not_built "configured with VITFREEZE_MPI=OFF: the data-parallel tests are not built")
 endif()
+
+# ---- the example executables: every flag, output path and the output directory checked before the
+# first step; schedules bounded; resume across the whole history and refused on other data --------
+if(TARGET vitfreeze_pretrain AND TARGET vitfreeze_schedule)
+  set(_vf_expect bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/expect.sh)
+  set(_vf_cli_work ${CMAKE_CURRENT_BINARY_DIR}/cli_work)
+  # cli:NAME passes when vitfreeze_pretrain ARGS... exits with 2 and prints PATTERN without starting
+  # to train (no "epoch " progress line).
+  function(vitfreeze_pretrain_refuses name pattern)
+    add_test(NAME cli:pretrain_${name}
+             COMMAND ${_vf_expect} 2 ${pattern} --not "^epoch |linear probe" --
+                     $<TARGET_FILE:vitfreeze_pretrain> --out ${_vf_cli_work}/${name} ${ARGN})
+  endfunction()
+  vitfreeze_pretrain_refuses(epochs_nan "--epochs: expected an integer in \\[0, 100000\\], got \"nan\"" --epochs nan)
+  vitfreeze_pretrain_refuses(epochs_fraction "--epochs: expected an integer" --epochs 2.7)
+  vitfreeze_pretrain_refuses(checkpoint_every_fraction "--checkpoint-every-epochs: expected an integer"
+                             --checkpoint-every-epochs 0.5)
+  vitfreeze_pretrain_refuses(seed_above_int64 "--seed: expected an integer in \\[0, 9223372036854775807\\]"
+                             --seed 18446744073709551615)
+  vitfreeze_pretrain_refuses(threads_beyond_cores "--threads: expected an integer in \\[1, " --threads 100000)
+  vitfreeze_pretrain_refuses(semantics_unknown "--semantics: expected one of truncate\\|vitfreeze" --semantics foo)
+  vitfreeze_pretrain_refuses(finetune_lr_nan "--finetune-lr: expected a number" --finetune-lr nan)
+  vitfreeze_pretrain_refuses(finetune_subset_no_batch "--finetune-subset 1 holds no batch"
+                             --finetune-epochs 1 --finetune-subset 1)
+  vitfreeze_pretrain_refuses(train_subset_negative "--train-subset: expected an integer" --train-subset -1)
+  vitfreeze_pretrain_refuses(steps_per_epoch_zero "--steps-per-epoch: expected an integer in \\[1," --steps-per-epoch 0)
+  vitfreeze_pretrain_refuses(export_to_device "not a regular file \\(a device\\)" --export-encoder /dev/null)
+  vitfreeze_pretrain_refuses(export_to_missing_dir "does not exist" --export-encoder ${_vf_cli_work}/absent/enc.safetensors)
+  vitfreeze_pretrain_refuses(unknown_flag "not expected: .*--no-such-flag" --no-such-flag 1)
+  # A second run on a locked --out stops at once (the lock here is util-linux flock's).
+  add_test(NAME cli:pretrain_out_locked
+           COMMAND ${_vf_expect} 2 "is in use by another run" -- bash -c
+                   "mkdir -p ${_vf_cli_work}/locked && flock ${_vf_cli_work}/locked/.vitfreeze.lock $<TARGET_FILE:vitfreeze_pretrain> --out ${_vf_cli_work}/locked --epochs 0")
+
+  function(vitfreeze_schedule_expects name code pattern)
+    add_test(NAME cli:schedule_${name} COMMAND ${_vf_expect} ${code} ${pattern} --not "inf|nan" --
+                                               $<TARGET_FILE:vitfreeze_schedule> ${ARGN})
+  endfunction()
+  vitfreeze_schedule_expects(t0_tiny 2 "--t0: expected a number in \\[0.01, 1\\]" --t0 1e-300 --format json)
+  vitfreeze_schedule_expects(units_huge 2 "--units: expected an integer in \\[1, 1000\\]" --units 2000000000)
+  vitfreeze_schedule_expects(image_huge 2 "--image: expected an integer" --image 1073741824 --patch 1)
+  vitfreeze_schedule_expects(too_many_tokens 2 "16777216 tokens, above" --image 4096 --patch 1)
+  vitfreeze_schedule_expects(json_finite_at_smallest_t0 0 "\"initial_lr_multiplier\":999999" --t0 0.01 --format json)
+  vitfreeze_schedule_expects(linear_published_t0 0 "schedule linear, t0 0.5" --schedule linear)
+
+  add_test(NAME cli:pretrain_resume_history_and_data
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/resume_history_and_data.sh $<TARGET_FILE:vitfreeze_pretrain>
+                   /usr/share/datasets/fashion-mnist ${_vf_cli_work}/resume)
+  set_tests_properties(cli:pretrain_resume_history_and_data PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT OMP_NUM_THREADS=1)
+endif()

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "vitfreeze/backend/cpu/parallel.hpp"
@@ -20,6 +21,8 @@
 #include "vitfreeze/io/checkpoint.hpp"
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/testing/resigned.hpp"
+#include "vitfreeze/testing/tiny_pretraining.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
 
 using namespace vitfreeze;
@@ -30,61 +33,14 @@ namespace {
 // fork()ed child never inherits a thread pool it cannot use.
 const bool kSingleThreaded = (cpu::set_thread_count(1), true);
 
-constexpr ViTSpec kTiny{.image = 8, .channels = 1, .patch = 4, .dim = 16, .depth = 2, .heads = 2, .mlp_ratio = 2};
-using Objective = mim::Mae<kTiny, mim::DecoderSpec{.dim = 8, .depth = 1, .heads = 2, .mlp_ratio = 2}>;
-using Encoder = nn::ViT<kTiny, float>;
-constexpr int kEpochs = 3;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
+using Run = vitfreeze::testing::TinyPretraining;  // one fresh run of the recipe per instance
+using Objective = Run::Objective;
+using Encoder = Run::Encoder;
+constexpr int kEpochs = Run::kEpochs;  // x 6 batches: 18 steps; unit 0 freezes at g = 13, unit 1 at g = 16
 
 using vitfreeze::testing::TempDir;
 
-data::Dataset noise_images(int count) {
-  data::Dataset d;
-  d.name = "noise";
-  d.count = count, d.channels = 1, d.height = 8, d.width = 8, d.num_classes = 2;
-  RandomStream rng(7, RngPurpose::test);
-  for (int i = 0; i < count * 64; ++i) d.pixels.push_back(std::uint8_t(rng.below(256)));
-  for (int i = 0; i < count; ++i) d.labels.push_back(i % 2);
-  return d;
-}
-
-train::PretrainOptions run_options(const fs::path& dir = {}) {
-  train::PretrainOptions o;
-  o.epochs = kEpochs;
-  o.seed = 5;
-  o.progress = false;
-  o.checkpoint_dir = dir;
-  o.recipe = io::Json::object();
-  o.recipe.set("batch", 8);
-  return o;
-}
-
-// Everything one training run needs, built fresh from the same recipe each time.
-struct Run {
-  data::Dataset data = noise_images(48);
-  data::Loader loader{data,
-                      data::Transform{data::RandomResizedCrop{8, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bilinear},
-                                      std::nullopt, 0.5, data::Normalize::fashion_mnist()},
-                      {.batch_size = 8, .last_batch = data::LastBatch::drop, .seed = 11, .workers = 0}};
-  freeze::FreezeController controller{freeze::RuntimeSchedule{freeze::Spacing::linear, 0.5, true}.fractions(3),
-                                      {kEpochs, 1, 6},
-                                      {.mode = freeze::LrMode::scaled_layerwise, .base_lr = 3e-3, .min_lr = 1e-5}};
-  Encoder encoder{1};
-  Objective objective{2};
-  optim::AdamW<float> adam;
-  train::Pretrainer<Encoder, Objective, mim::Random<750>> trainer;
-
-  explicit Run(train::PretrainOptions opt = run_options()) : trainer(encoder, objective, {}, controller, adam, opt) {}
-
-  // Steps [from, to) by hand, reading the loader in the same order fit() does.
-  void steps(std::int64_t from, std::int64_t to) {
-    for (std::int64_t g = from; g < to; ++g) {
-      if (g == from || g % 6 == 0) loader.start_epoch(std::uint64_t(g / 6), g % 6);
-      auto batch = loader.next();
-      REQUIRE(batch);
-      trainer.step(batch->images, g);
-    }
-  }
-};
+train::PretrainOptions run_options(const fs::path& dir = {}) { return Run::options(dir); }
 
 bool same_bits(const Tensor<float>& a, const Tensor<float>& b) {
   return a.numel() == b.numel() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
@@ -126,16 +82,43 @@ bool unchanged(Run& r, const std::vector<Tensor<float>>& before) {
   return true;
 }
 
-// A checkpoint-shaped file whose tensor holds `step` everywhere (several MB, so writes take time).
-io::SafetensorsWriter big_checkpoint(std::int64_t step) {
-  io::SafetensorsWriter w;
-  io::Json arch = io::Json::object(), recipe = io::Json::object();
+// The configuration of big_checkpoint's "run" (seed: another run's).
+io::Json big_architecture() {
+  io::Json arch = io::Json::object();
   arch.set("model", "big");
-  recipe.set("seed", 1);
-  io::add_checkpoint_config(w, arch, recipe);
+  return arch;
+}
+io::Json big_recipe(int seed = 1) {
+  io::Json recipe = io::Json::object();
+  recipe.set("seed", seed);
+  return recipe;
+}
+io::RunCheckpoints big_run(const fs::path& dir, int seed = 1) { return {dir, big_architecture(), big_recipe(seed)}; }
+
+// A checkpoint-shaped file whose tensor holds `step` everywhere (several MB, so writes take time).
+io::SafetensorsWriter big_checkpoint(std::int64_t step, int seed = 1) {
+  io::SafetensorsWriter w;
+  io::add_checkpoint_config(w, big_architecture(), big_recipe(seed));
   w.add("param/w", Tensor<float>::full(Shape{1 << 20}, float(step)));
   io::add_i64(w, "train/iteration", step);
   return w;
+}
+
+std::vector<std::int64_t> iterations_in(const fs::path& dir) {
+  std::vector<std::int64_t> out;
+  for (const auto& c : io::list_checkpoints(dir)) out.push_back(c.iteration);
+  return out;
+}
+
+// A copy of checkpoint `from` at `to` with `edit` applied to its tensors, signed afresh: it passes
+// every integrity check and says something wrong.
+template <class Edit>
+fs::path crafted(const fs::path& from, const fs::path& to, Edit&& edit) {
+  io::write_file_atomic(to, vitfreeze::testing::resigned(io::SafetensorsReader(from), edit));
+  return to;
+}
+void set_i64(std::vector<io::TensorRecord>& records, std::string_view name, std::int64_t value) {
+  vitfreeze::testing::set_element(vitfreeze::testing::record_named(records, name), 0, value);
 }
 }  // namespace
 
@@ -147,10 +130,12 @@ TEST_CASE("checkpoint names, scanning for the latest, pruning and stale temporar
   CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-12.safetensors"));
   CHECK_FALSE(io::parse_checkpoint_file_name("ckpt-00001x.safetensors"));
   TempDir dir;
-  CHECK_FALSE(io::latest_checkpoint(dir.path()));
+  auto run = big_run(dir.path());
+  auto ignore = [](const CheckpointError&) {};
+  CHECK_FALSE(run.open_latest(ignore));
   CHECK(io::list_checkpoints(dir / "absent").empty());
-  for (std::int64_t s : {30, 5, 100, 7}) big_checkpoint(s).write(dir / io::checkpoint_file_name(s));
-  CHECK(io::latest_checkpoint(dir.path()) == dir / "ckpt-000100.safetensors");  // by number, not by name order
+  for (std::int64_t s : {30, 5, 100, 7}) run.write(s, big_checkpoint(s), 10);
+  CHECK(run.open_latest(ignore)->path == dir / "ckpt-000100.safetensors");  // by number, not by name order
 
   // A temporary of a dead writer is removed; one of a live process (this one) stays.
   const pid_t child = ::fork();
@@ -160,13 +145,58 @@ TEST_CASE("checkpoint names, scanning for the latest, pruning and stale temporar
   const fs::path live = dir / ("ckpt-000102.safetensors.tmp." + std::to_string(::getpid()));
   io::write_file_atomic(dead, std::string_view("partial"));
   io::write_file_atomic(live, std::string_view("partial"));
-  io::prune_checkpoints(dir.path(), 2);
-  std::vector<std::int64_t> left;
-  for (const auto& c : io::list_checkpoints(dir.path())) left.push_back(c.iteration);
-  CHECK(left == std::vector<std::int64_t>{30, 100});
+  run.write(120, big_checkpoint(120), 2);
+  CHECK(iterations_in(dir.path()) == std::vector<std::int64_t>{100, 120});
   CHECK_FALSE(fs::exists(dead));
   CHECK(fs::exists(live));
-  CHECK_THROWS_AS(io::prune_checkpoints(dir.path(), 0), ConfigError);
+  CHECK_THROWS_AS(run.write(130, big_checkpoint(130), 0), ConfigError);
+}
+
+TEST_CASE("pruning counts and removes only the run's own intact checkpoints, and the latest is cross-checked") {
+  TempDir dir;
+  auto run = big_run(dir.path());
+  auto ignore = [](const CheckpointError&) {};
+  SUBCASE("a garbage file is neither counted nor removed") {
+    io::write_file_atomic(dir / "ckpt-000100.safetensors", std::string_view("garbage\n"));
+    for (std::int64_t s : {1, 2, 3}) run.write(s, big_checkpoint(s), 1);
+    CHECK(iterations_in(dir.path()) == std::vector<std::int64_t>{3, 100});
+    CHECK(run.open_latest(ignore)->path == dir / "ckpt-000003.safetensors");
+  }
+  SUBCASE("an earlier, longer run's checkpoints (another recipe) do not push this run's out") {
+    auto earlier = big_run(dir.path(), 2);
+    for (std::int64_t s : {40, 50}) earlier.write(s, big_checkpoint(s, 2), 2);
+    for (std::int64_t s : {1, 2, 3}) run.write(s, big_checkpoint(s), 2);
+    CHECK(iterations_in(dir.path()) == std::vector<std::int64_t>{2, 3, 40, 50});
+    CHECK(run.open_latest(ignore)->path == dir / "ckpt-000003.safetensors");  // the mismatched newer ones skipped
+  }
+  SUBCASE("with every other file corrupt (and named later), the new checkpoint survives its own pruning") {
+    for (std::int64_t s : {50, 51}) {
+      run.write(s, big_checkpoint(s), 5);
+      auto bytes = io::read_file(dir / io::checkpoint_file_name(s));
+      bytes[bytes.size() / 2] ^= std::byte{1};
+      io::write_file_atomic(dir / io::checkpoint_file_name(s), bytes);
+    }
+    auto fresh = big_run(dir.path());  // another process: nothing known about the files
+    fresh.write(12, big_checkpoint(12), 1);
+    CHECK(iterations_in(dir.path()) == std::vector<std::int64_t>{12, 50, 51});
+    CHECK(fresh.open_latest(ignore)->path == dir / "ckpt-000012.safetensors");
+  }
+  SUBCASE("a file renamed to a later name is not ranked by its name") {
+    for (std::int64_t s : {16, 20}) run.write(s, big_checkpoint(s), 5);
+    fs::copy_file(dir / "ckpt-000016.safetensors", dir / "ckpt-000099.safetensors");
+    std::vector<std::string> warnings;
+    const auto latest = run.open_latest([&](const CheckpointError& e) { warnings.push_back(e.what()); });
+    CHECK(latest->path == dir / "ckpt-000020.safetensors");
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("the name says iteration 99, the file holds iteration 16") != std::string::npos);
+    run.write(21, big_checkpoint(21), 1);  // the renamed file is not the run's: kept, not counted
+    CHECK(iterations_in(dir.path()) == std::vector<std::int64_t>{21, 99});
+  }
+  SUBCASE("only another configuration's checkpoints: resume names every difference") {
+    big_run(dir.path(), 2).write(5, big_checkpoint(5, 2), 2);
+    CHECK_THROWS_WITH_AS(run.open_latest(ignore), doctest::Contains("recipe.seed: checkpoint 2, this run 1"),
+                         io::CheckpointMismatch);
+  }
 }
 
 TEST_CASE("safetensors header checksum: every flipped byte of a checkpoint is detected") {
@@ -289,7 +319,8 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      for (std::int64_t s = next_step;; ++s) io::write_checkpoint(dir.path(), s, big_checkpoint(s), 2);
+      auto run = big_run(dir.path());
+      for (std::int64_t s = next_step;; ++s) run.write(s, big_checkpoint(s), 2);
       ::_exit(0);
     }
     // On a loaded machine the first write may take a while: the first round waits for one file.
@@ -305,11 +336,8 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     // Every checkpoint present verifies, the newest holds its own step, and steps only grow.
     const auto all = io::list_checkpoints(dir.path());
     REQUIRE_FALSE(all.empty());
-    io::Json arch = io::Json::object(), recipe = io::Json::object();
-    arch.set("model", "big");
-    recipe.set("seed", 1);
     for (const auto& c : all) {
-      const auto r = io::open_checkpoint(c.path, arch, recipe);
+      const auto r = io::open_checkpoint(c.path, big_architecture(), big_recipe());
       CHECK(io::get_i64(r, "train/iteration") == c.iteration);
       CHECK(r.get_f32("param/w")[12345] == float(c.iteration));
     }
@@ -317,7 +345,7 @@ TEST_CASE("a writer killed with SIGKILL at random times leaves the newest comple
     last_seen = all.back().iteration;
     next_step = last_seen + 1;
   }
-  io::prune_checkpoints(dir.path(), 2);
+  io::remove_dead_writers_temporaries(dir.path());
   for (const auto& e : fs::directory_iterator(dir.path()))
     CHECK(e.path().filename().string().find(".tmp.") == std::string::npos);  // the dead writers' temporaries are gone
   MESSAGE("checkpoints written across 6 killed writers: " << last_seen);
@@ -380,6 +408,122 @@ TEST_CASE("exact resume after a real SIGKILL of a training process") {
   CHECK(resumed.trainer.next_iteration() >= 5);
   resumed.trainer.fit(resumed.loader);
   check_same_state(straight, resumed);
+}
+
+TEST_CASE("a run with gradient accumulation resumes exactly (its last controller step is a window back)") {
+  auto accumulating = [](const fs::path& dir) {
+    auto o = run_options(dir);
+    o.accumulation = 2;
+    return o;
+  };
+  Run straight(accumulating({}));
+  straight.trainer.fit(straight.loader);
+  for (std::int64_t k : {8, 14}) {  // before both freezes; after the first (at the window starting at 14)
+    CAPTURE(k);
+    TempDir dir;
+    {
+      Run first(accumulating(dir.path()));
+      first.steps(0, k);
+      first.trainer.save_checkpoint();
+    }
+    Run second(accumulating(dir.path()));
+    REQUIRE(second.trainer.resume("auto") == dir / io::checkpoint_file_name(k));
+    second.trainer.fit(second.loader);
+    check_same_state(straight, second);
+  }
+}
+
+TEST_CASE("a resumed run reports its whole history: the finished epochs and the one it resumed in") {
+  Run straight;
+  const auto all = straight.trainer.fit(straight.loader);
+  REQUIRE(all.size() == std::size_t(kEpochs));
+  TempDir dir;
+  {
+    auto opt = run_options(dir.path());
+    opt.checkpoint_every_steps = 1;
+    opt.keep_checkpoints = 20;
+    Run first(opt);
+    first.trainer.fit(first.loader);
+  }
+  for (std::int64_t k : {9, 12, 18}) {  // in epoch 1, at the end of epoch 1, at the end of the run
+    CAPTURE(k);
+    Run resumed(run_options(dir.path()));
+    resumed.trainer.load_checkpoint(dir / io::checkpoint_file_name(k));
+    const auto history = resumed.trainer.fit(resumed.loader);
+    REQUIRE(history.size() == all.size());
+    for (std::size_t e = 0; e < all.size(); ++e) {
+      CAPTURE(e);
+      CHECK(history[e].epoch == all[e].epoch);
+      CHECK(history[e].mean_loss == all[e].mean_loss);  // the same losses summed in the same order
+      CHECK(history[e].first_active_unit == all[e].first_active_unit);
+      CHECK(history[e].seconds > 0);
+    }
+  }
+}
+
+TEST_CASE("a correctly checksummed checkpoint that says something impossible is refused, nothing restored") {
+  using vitfreeze::testing::record_named;
+  using vitfreeze::testing::set_element;
+  TempDir dir;
+  Run a(run_options(dir.path()));
+  a.steps(0, 14);  // unit 0 froze at 13; unit 1 (block 0) trains, with AdamW state
+  const fs::path good = a.trainer.save_checkpoint();
+  const std::string qkv = "blocks.0.attn.qkv.weight";
+  using Records = std::vector<io::TensorRecord>;
+  const std::vector<std::pair<std::function<void(Records&)>, std::string>> cases = {
+      {[&](Records& r) { set_element(record_named(r, "param/" + qkv), 3, float(NAN)); },
+       "param/" + qkv + ": 1 of 768 values are not finite (element 3"},
+      {[&](Records& r) { set_element(record_named(r, "adam_m/" + qkv), 0, float(INFINITY)); }, "adam_m/" + qkv + ": 1 of"},
+      {[&](Records& r) { set_element(record_named(r, "adam_v/" + qkv), 5, -1.0f); },
+       "adam_v/" + qkv + ": 1 of 768 values are negative or not finite"},
+      {[&](Records& r) { set_i64(r, "adam_step/" + qkv, -3); }, "AdamW step count -3 outside [1, 14]"},
+      {[&](Records& r) { set_i64(r, "adam_step/" + qkv, 15); }, "AdamW step count 15 outside [1, 14]"},
+      {[&](Records& r) { set_i64(r, "train/batch", 1); }, "train/epoch, train/batch: not the position"},
+      {[&](Records& r) { set_i64(r, "train/iteration", 12), set_i64(r, "train/epoch", 2), set_i64(r, "train/batch", 0); },
+       "freeze/last_step: not the first micro-batch"},
+      {[&](Records& r) { set_i64(r, "train/iteration", 19); }, "train/iteration: outside the run [0, 18]"},
+      {[&](Records& r) { set_i64(r, "train/skipped_steps", -1); }, "train/skipped_steps: -1"},
+      {[&](Records& r) { set_element(record_named(r, "freeze/frozen"), 0, std::uint8_t(0)); },
+       "freeze/frozen: 0 units frozen, the schedule has 1"},
+      {[&](Records& r) { set_element(record_named(r, "freeze/frozen"), 0, std::uint8_t(7)); }, "holds 7, not 0 or 1"},
+      {[&](Records& r) { set_element(record_named(r, "freeze/frozen"), 2, std::uint8_t(1)); }, "not a prefix"},
+      {[&](Records& r) { set_element(record_named(r, "train/epoch_progress"), 1, 5.0); },
+       "train/epoch_progress: not the sums of the 2 micro-batches"},
+  };
+  Run control(run_options(dir.path()));
+  CHECK_NOTHROW(control.trainer.load_checkpoint(crafted(good, dir / "copy.safetensors", [](Records&) {})));
+  // A checkpoint of an older build carries no history: it still loads, the history starting there.
+  Run older(run_options(dir.path()));
+  CHECK_NOTHROW(older.trainer.load_checkpoint(crafted(good, dir / "older.safetensors", [](Records& r) {
+    std::erase_if(r, [](const io::TensorRecord& t) { return t.name == "train/history" || t.name == "train/epoch_progress"; });
+  })));
+  CHECK(older.trainer.next_iteration() == 14);
+  CHECK(older.trainer.history().empty());
+  for (const auto& [edit, expected] : cases) {
+    CAPTURE(expected);
+    Run b(run_options(dir.path()));
+    const auto before = snapshot(b);
+    CHECK_THROWS_WITH_AS(b.trainer.load_checkpoint(crafted(good, dir / "crafted.safetensors", edit)),
+                         doctest::Contains(expected.c_str()), io::CheckpointMismatch);
+    CHECK(unchanged(b, before));
+    CHECK(b.trainer.next_iteration() == 0);
+  }
+}
+
+TEST_CASE("a state that is not finite is never saved, not even as the last good state") {
+  TempDir dir;
+  Run a(run_options(dir.path()));
+  a.steps(0, 3);
+  a.objective.decoder.pred.weight.value[0] = NAN;  // what an update with an infinite LR leaves (test hook)
+  CHECK_THROWS_WITH_AS(a.trainer.save_checkpoint(), doctest::Contains("decoder_pred.weight: 1 of"), NumericError);
+  a.loader.start_epoch(0, 3);
+  try {
+    a.trainer.step(a.loader.next()->images, 3);
+    FAIL("expected a NumericError");
+  } catch (const NumericError& e) {
+    CHECK(std::string(e.what()).find("no good state to save") != std::string::npos);
+  }
+  CHECK(io::list_checkpoints(dir.path()).empty());
 }
 
 TEST_CASE("non-finite policy: stop saves the last good state, skip counts and goes on") {

@@ -162,6 +162,24 @@ TEST_CASE("IDX: bad magic, truncation, stray bytes and bad labels are DataErrors
     CHECK(e.file() == (dir / "cut.gz").string());
     CHECK(e.offset() < 16 + 4000);
   }
+  SUBCASE("gzip with bytes after the stream: refused, naming where the stream ended") {
+    write_file(dir / "img.gz", idx_bytes(kIdxImagesMagic, {5, 2, 3}, small_pixels()), true);
+    const auto clean = fs::file_size(dir / "img.gz");
+    std::ofstream(dir / "img.gz", std::ios::binary | std::ios::app) << "trailing garbage";
+    const DataError e = expect_data_error([&] { read_idx(dir / "img.gz", kIdxImagesMagic); });
+    CHECK(contains(e.what(), "unexpected bytes after the gzip stream (at compressed byte " + std::to_string(clean) + ")"));
+    CHECK(e.offset() == 46);  // all 46 decompressed bytes were read
+  }
+  SUBCASE("gzip of two concatenated members reads as one file (valid gzip)") {
+    const Bytes whole = idx_bytes(kIdxImagesMagic, {5, 2, 3}, small_pixels());
+    write_file(dir / "a.gz", Bytes(whole.begin(), whole.begin() + 20), true);
+    write_file(dir / "b.gz", Bytes(whole.begin() + 20, whole.end()), true);
+    {
+      std::ofstream out(dir / "ab.gz", std::ios::binary);
+      out << std::ifstream(dir / "a.gz", std::ios::binary).rdbuf() << std::ifstream(dir / "b.gz", std::ios::binary).rdbuf();
+    }
+    CHECK(read_idx(dir / "ab.gz", kIdxImagesMagic).data == small_pixels());
+  }
   SUBCASE("bytes after the data") {
     Bytes b = idx_bytes(kIdxImagesMagic, {5, 2, 3}, small_pixels());
     b.push_back(0);

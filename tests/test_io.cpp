@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include "vitfreeze/testing/temp_dir.hpp"
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -13,6 +16,7 @@
 
 #include "vitfreeze/io/atomic_file.hpp"
 #include "vitfreeze/io/checksum.hpp"
+#include "vitfreeze/io/dir_lock.hpp"
 #include "vitfreeze/io/json.hpp"
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/io/plot.hpp"
@@ -235,6 +239,55 @@ TEST_CASE("atomic file: I/O errors name the path") {
   CHECK_THROWS_AS((void)read_file(dir.path()), FileError);  // a directory is not a file
 }
 
+TEST_CASE("atomic file: a FIFO, device or directory at the path is refused, never replaced") {
+  TempDir dir;
+  const fs::path fifo = dir / "pipe";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  CHECK_THROWS_WITH_AS(write_file_atomic(fifo, std::string_view("x")), doctest::Contains("not a regular file (a FIFO)"),
+                       FileError);
+  CHECK(fs::is_fifo(fifo));
+  fs::create_symlink(fifo, dir / "link");  // followed: the link's target decides
+  CHECK_THROWS_AS(write_file_atomic(dir / "link", std::string_view("x")), FileError);
+  CHECK(fs::is_symlink(dir / "link"));
+  fs::create_directory(dir / "sub");
+  CHECK_THROWS_WITH_AS(write_file_atomic(dir / "sub", std::string_view("x")), doctest::Contains("(a directory)"), FileError);
+  // Devices are only looked at: the check comes before anything is created.
+  CHECK_THROWS_WITH_AS(check_output_file("/dev/null"), doctest::Contains("(a device)"), FileError);
+  CHECK_THROWS_WITH_AS(check_output_file(dir / "absent" / "x.bin"), doctest::Contains("does not exist"), FileError);
+  CHECK_NOTHROW(check_output_file(dir / "new.bin", true));
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir.path())) ++entries;
+  CHECK(entries == 3);  // pipe, link, sub: the probe left nothing
+}
+
+TEST_CASE("directory lock: a second holder is refused naming the first, and a killed holder releases it") {
+  TempDir dir;
+  {
+    DirectoryLock first(dir.path());
+    CHECK_THROWS_WITH_AS(DirectoryLock(dir.path()), doctest::Contains(("in use by another run (pid " + std::to_string(::getpid())).c_str()),
+                         FileError);
+  }
+  CHECK_NOTHROW(DirectoryLock(dir.path()));
+
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    DirectoryLock held(dir.path());
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  CHECK_THROWS_WITH_AS(DirectoryLock(dir.path()), doctest::Contains(("(pid " + std::to_string(child) + " on ").c_str()), FileError);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  CHECK_NOTHROW(DirectoryLock(dir.path()));
+  ::close(ready[0]), ::close(ready[1]);
+}
+
 // ---------------------------------------------------------------------------------------------
 TEST_CASE("safetensors: a hand-built file, byte for byte") {
   Tensor<float> a({2});
@@ -419,6 +472,18 @@ TEST_CASE("safetensors: corrupt files are CheckpointErrors at the right offset")
     CHECK(checkpoint_error_offset(make_safetensors(h, {})) == 8);
     h = R"([1,2])";
     CHECK(checkpoint_error_offset(make_safetensors(h, {})) == 8);
+  }
+}
+
+TEST_CASE("safetensors: a name from the file is cut short in error messages") {
+  const std::string name(1 << 20, 'n');
+  const std::string h = "{\"" + name + R"(":{"dtype":"F8","shape":[4],"data_offsets":[0,4]}})";
+  try {
+    SafetensorsReader(make_safetensors(h, std::vector<std::uint8_t>(4, 0)), "long");
+    FAIL("expected a CheckpointError");
+  } catch (const CheckpointError& e) {
+    CHECK(std::string(e.what()).size() < 400);
+    CHECK(std::string(e.what()).find("nnn...\" (1048576 characters)") != std::string::npos);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace vitfreeze {
 
@@ -67,5 +68,17 @@ class CudaError : public Error {
  public:
   using Error::Error;
 };
+
+// Text taken from an input (a tensor name, a metadata value, a JSON key) for an error message, cut
+// to `max` characters: a file with a 50 MB tensor name gets a short message. quoted_excerpt adds
+// the quotes.
+inline std::string excerpt(std::string_view text, std::size_t max = 120) {
+  if (text.size() <= max) return std::string(text);
+  return std::string(text.substr(0, max)) + "... (" + std::to_string(text.size()) + " characters)";
+}
+inline std::string quoted_excerpt(std::string_view text, std::size_t max = 120) {
+  if (text.size() <= max) return "\"" + std::string(text) + "\"";
+  return "\"" + std::string(text.substr(0, max)) + "...\" (" + std::to_string(text.size()) + " characters)";
+}
 
 }  // namespace vitfreeze

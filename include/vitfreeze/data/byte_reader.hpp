@@ -1,8 +1,15 @@
 #pragma once
-// ByteReader: sequential reads from a raw or gzip-compressed file (zlib detects which from the
-// content, so "x.gz" and "x" are read the same way). It tracks the byte offset so that every
-// failure is a DataError naming the file, the offset and what was expected there. For gzip files
-// the offset counts decompressed bytes, and the message says so.
+// ByteReader: sequential reads from a raw or gzip-compressed file (recognised by the gzip magic
+// bytes, so "x.gz" and "x" are read the same way). It tracks the byte offset so that every failure
+// is a DataError naming the file, the offset and what was expected there. For gzip files the offset
+// counts decompressed bytes, and the message says so.
+//
+// gzip goes through inflate() directly rather than gzread(): zlib's gzread silently ignores
+// anything after the last gzip member, so a file with trailing garbage would read as clean. Here
+// concatenated members are read in turn (valid gzip), and any other bytes after a member are a
+// DataError.
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -12,8 +19,8 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
-#include <vector>
 #include <system_error>
+#include <vector>
 
 #include "vitfreeze/core/error.hpp"
 
@@ -21,17 +28,27 @@ namespace vitfreeze::data {
 
 class ByteReader {
  public:
-  explicit ByteReader(const std::filesystem::path& path) : file_(path.string()) {
+  explicit ByteReader(const std::filesystem::path& path) : file_(path.string()), input_(kInputBuffer) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(path, ec)) fail(0, "cannot open: not a regular file (or missing)");
-    errno = 0;
-    handle_ = gzopen(file_.c_str(), "rb");
-    if (!handle_) fail(0, std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
-    gzbuffer(handle_, 1u << 17);
-    compressed_ = gzdirect(handle_) == 0;
+    fd_ = ::open(file_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) fail(0, std::string("cannot open: ") + std::strerror(errno));
+    try {
+      compressed_ = input_at_least(2) && input_[begin_] == 0x1f && input_[begin_ + 1] == 0x8b;
+    } catch (...) {
+      ::close(fd_);  // no destructor runs for a constructor that throws
+      throw;
+    }
+    if (compressed_ && inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) {
+      ::close(fd_);
+      compressed_ = false;
+      fail(0, "cannot start gzip decoding (out of memory)");
+    }
+    inflating_ = compressed_;
   }
   ~ByteReader() {
-    if (handle_) gzclose(handle_);
+    if (compressed_) inflateEnd(&stream_);
+    if (fd_ >= 0) ::close(fd_);
   }
   ByteReader(const ByteReader&) = delete;
   ByteReader& operator=(const ByteReader&) = delete;
@@ -43,17 +60,14 @@ class ByteReader {
   // Reads up to n bytes; returns how many arrived (fewer only at the end of the data). A corrupt
   // gzip stream is an error, not an early end.
   std::size_t read_some(void* dst, std::size_t n) {
-    std::size_t got = 0;
     auto* out = static_cast<unsigned char*>(dst);
+    std::size_t got = 0;
     while (got < n) {
-      const unsigned chunk = unsigned(std::min<std::size_t>(n - got, std::size_t(1) << 30));
-      const int r = gzread(handle_, out + got, chunk);
-      if (r < 0) fail(offset_ + got, "read failed: " + stream_error());
+      const std::size_t r = compressed_ ? inflate_some(out + got, n - got) : copy_some(out + got, n - got);
       if (r == 0) break;
-      got += std::size_t(r);
+      got += r;
+      offset_ += r;
     }
-    offset_ += got;
-    if (got < n) check_stream();
     return got;
   }
 
@@ -62,9 +76,7 @@ class ByteReader {
   void read_exact(void* dst, std::size_t n, std::string_view what) {
     const std::uint64_t start = offset_;
     const std::size_t got = read_some(dst, n);
-    if (got < n)
-      fail(start + got, "truncated " + std::string(what) + ": expected " + std::to_string(n) + " bytes from offset " +
-                            std::to_string(start) + ", the file has " + std::to_string(got));
+    if (got < n) fail_truncated(start, got, n, what);
   }
 
   // Reads exactly n bytes of `what` into `out`, growing it as the data arrives (doubling from 1 MiB),
@@ -82,9 +94,7 @@ class ByteReader {
       if (got < want) break;
     }
     out.resize(got);
-    if (got < n)
-      fail(start + got, "truncated " + std::string(what) + ": expected " + std::to_string(n) + " bytes from offset " +
-                            std::to_string(start) + ", the file has " + std::to_string(got));
+    if (got < n) fail_truncated(start, got, n, what);
   }
 
   std::uint32_t read_u32_be(std::string_view what) {
@@ -93,14 +103,13 @@ class ByteReader {
     return std::uint32_t(b[0]) << 24 | std::uint32_t(b[1]) << 16 | std::uint32_t(b[2]) << 8 | b[3];
   }
 
-  // True when no byte is left.
+  // True when no byte is left (a byte read to find out is kept for the next read).
   bool at_end() {
-    const int c = gzgetc(handle_);
-    if (c < 0) {
-      check_stream();
-      return true;
-    }
-    gzungetc(c, handle_);
+    if (has_peeked_) return false;
+    unsigned char c = 0;
+    const std::size_t r = compressed_ ? inflate_some(&c, 1) : copy_some(&c, 1);
+    if (r == 0) return true;
+    peeked_ = c, has_peeked_ = true;
     return false;
   }
 
@@ -120,22 +129,90 @@ class ByteReader {
   }
 
  private:
-  std::string stream_error() const {
-    int code = Z_OK;
-    const char* msg = gzerror(handle_, &code);
-    return code == Z_ERRNO ? std::strerror(errno) : std::string(msg ? msg : "unknown zlib error");
+  static constexpr std::size_t kInputBuffer = std::size_t(1) << 17;
+
+  [[noreturn]] void fail_truncated(std::uint64_t start, std::size_t got, std::size_t n, std::string_view what) const {
+    fail(start + got, "truncated " + std::string(what) + ": expected " + std::to_string(n) + " bytes from offset " +
+                          std::to_string(start) + ", the file has " + std::to_string(got));
   }
-  // A gzip stream that ends early or has a bad checksum reports it only through gzerror.
-  void check_stream() const {
-    int code = Z_OK;
-    gzerror(handle_, &code);
-    if (code != Z_OK && code != Z_STREAM_END) fail(offset_, "corrupt or truncated gzip stream: " + stream_error());
+
+  // Makes at least `n` (<= the buffer size) unread input bytes available if the file has them;
+  // false when it ends first.
+  bool input_at_least(std::size_t n) {
+    if (end_ - begin_ >= n) return true;
+    std::memmove(input_.data(), input_.data() + begin_, end_ - begin_);
+    end_ -= begin_, begin_ = 0;
+    while (end_ < n) {
+      const ::ssize_t r = ::read(fd_, input_.data() + end_, input_.size() - end_);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        fail(offset_, std::string("read failed: ") + std::strerror(errno));
+      }
+      if (r == 0) return false;
+      end_ += std::size_t(r);
+      file_offset_ += std::uint64_t(r);
+    }
+    return true;
+  }
+
+  // The next bytes of the file as they are (the peeked byte first).
+  std::size_t copy_some(unsigned char* out, std::size_t n) {
+    if (has_peeked_) return take_peeked(out);
+    if (!input_at_least(1)) return 0;
+    const std::size_t k = std::min(n, end_ - begin_);
+    std::memcpy(out, input_.data() + begin_, k);
+    begin_ += k;
+    return k;
+  }
+
+  // The next decompressed bytes; 0 only at the clean end of the last gzip member.
+  std::size_t inflate_some(unsigned char* out, std::size_t n) {
+    if (has_peeked_) return take_peeked(out);
+    for (;;) {
+      if (!inflating_) {  // between members: the file must end or start another member
+        if (!input_at_least(1)) return 0;
+        if (!input_at_least(2) || input_[begin_] != 0x1f || input_[begin_ + 1] != 0x8b) {
+          const std::uint64_t at = file_offset_ - (end_ - begin_);
+          fail(offset_, "unexpected bytes after the gzip stream (at compressed byte " + std::to_string(at) +
+                            "): expected the file to end there or another gzip member to start");
+        }
+        if (inflateReset(&stream_) != Z_OK) fail(offset_, "cannot restart gzip decoding");
+        inflating_ = true;
+      }
+      if (begin_ == end_ && !input_at_least(1))
+        fail(offset_, "corrupt or truncated gzip stream: the file ends inside it");
+      stream_.next_in = input_.data() + begin_;
+      stream_.avail_in = uInt(end_ - begin_);
+      stream_.next_out = out;
+      stream_.avail_out = uInt(std::min<std::size_t>(n, std::size_t(1) << 30));
+      const uInt asked = stream_.avail_out;
+      const int rc = inflate(&stream_, Z_NO_FLUSH);
+      begin_ = end_ - stream_.avail_in;
+      const std::size_t produced = asked - stream_.avail_out;
+      if (rc == Z_STREAM_END) inflating_ = false;
+      else if (rc != Z_OK && rc != Z_BUF_ERROR)
+        fail(offset_ + produced, "corrupt or truncated gzip stream: " +
+                                     std::string(stream_.msg ? stream_.msg : "zlib error " + std::to_string(rc)));
+      if (produced > 0) return produced;
+    }
+  }
+
+  std::size_t take_peeked(unsigned char* out) {
+    out[0] = peeked_, has_peeked_ = false;
+    return 1;
   }
 
   std::string file_;
-  gzFile handle_ = nullptr;
+  int fd_ = -1;
   bool compressed_ = false;
-  std::uint64_t offset_ = 0;
+  bool inflating_ = false;  // inside a gzip member (false between members and after the last)
+  z_stream stream_{};
+  std::vector<unsigned char> input_;  // raw file bytes; [begin_, end_) not consumed yet
+  std::size_t begin_ = 0, end_ = 0;
+  std::uint64_t file_offset_ = 0;  // raw bytes read from the file so far
+  std::uint64_t offset_ = 0;       // bytes handed out (decompressed for gzip)
+  unsigned char peeked_ = 0;
+  bool has_peeked_ = false;
 };
 
 }  // namespace vitfreeze::data

@@ -84,6 +84,15 @@ class FreezeController {
 
   State state() const { return {last_step_, frozen_}; }
 
+  // How many units the schedule has frozen once step(g) ran (0 before any step, g = -1): what a
+  // checkpoint taken at last step g must hold.
+  int frozen_units_at(std::int64_t g) const {
+    int count = 0;
+    if (g < 0) return 0;
+    while (count < units() && is_past_freeze_point(run_, fraction(count), g)) ++count;
+    return count;
+  }
+
   // Restores a saved state. The frozen flags win over the schedule (weights and optimizer state of a
   // frozen unit are gone, so it cannot thaw); a unit that is due but not yet frozen freezes at the next
   // step(). The LRs are those of the restored step; no freeze events are reported for it.

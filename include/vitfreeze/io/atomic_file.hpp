@@ -5,6 +5,10 @@
 // `path` and fsyncs the directory. A reader therefore sees either the old file or the complete new
 // one, never a torn checkpoint, even after a crash or power loss; a failure at any step (including
 // an exception thrown by the caller's producer) removes the temporary and leaves the old file.
+// It replaces only regular files: a device, FIFO, socket or directory at `path` (say /dev/null or
+// /dev/full given as an output, which a rename as root would replace by a regular file) is a
+// FileError before anything is written. check_output_file() makes the same checks, and proves the
+// directory writable, for callers that want to refuse a bad output path before hours of work.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -95,8 +99,32 @@ class FileSink {
 // Replaces `path` atomically with what `produce` writes. Throws FileError (naming the path) on an
 // I/O failure; an exception from `produce` is rethrown unchanged. Either way the temporary is
 // removed and any existing `path` is untouched.
+// Throws FileError unless `path` can be written by write_file_atomic: nothing there, or a regular
+// file (a link is followed), in an existing directory. `probe`: also create and remove a file in
+// that directory, which catches read-only file systems and missing permissions, root's included.
+inline void check_output_file(const std::filesystem::path& path, bool probe = false) {
+  const std::string target = path.string();
+  struct ::stat st {};
+  if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw FileError(target, 0, std::string("exists and is not a regular file (") +
+                                   (S_ISDIR(st.st_mode) ? "a directory" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                          : S_ISFIFO(st.st_mode)                      ? "a FIFO"
+                                                                                                                      : "a special file") +
+                                   "): refusing to replace it");
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw FileError(target, 0, "its directory " + dir.string() + " does not exist");
+  if (!probe) return;
+  const std::string probe_file = target + ".tmp." + std::to_string(::getpid());
+  detail::FdGuard fd(::open(probe_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd.get() < 0) throw FileError(target, 0, "cannot create a file in " + dir.string() + ": " + detail::errno_text(errno));
+  ::unlink(probe_file.c_str());
+}
+
 inline void write_file_atomic(const std::filesystem::path& path, const std::function<void(FileSink&)>& produce) {
   const std::string target = path.string();
+  check_output_file(path);
   const std::string temp = target + ".tmp." + std::to_string(::getpid());
   detail::FdGuard fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) throw FileError(target, 0, "cannot create temporary " + temp + ": " + detail::errno_text(errno));

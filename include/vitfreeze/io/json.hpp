@@ -372,7 +372,7 @@ class JsonParser {
       if (peek() != '"') fail("a string key");
       const std::size_t key_at = pos_;
       std::string key = parse_string();
-      if (!seen.insert(key).second) fail_at(key_at, "a unique key (\"" + key + "\" repeats)");
+      if (!seen.insert(key).second) fail_at(key_at, "a unique key (" + quoted_excerpt(key) + " repeats)");
       skip_whitespace();
       if (peek() != ':') fail("':'");
       ++pos_;

@@ -278,7 +278,7 @@ class SafetensorsReader {
 
   const TensorInfo& info(std::string_view name) const {
     const auto it = index_.find(std::string(name));
-    if (it == index_.end()) fail(8, "a tensor named \"" + std::string(name) + "\" in the header");
+    if (it == index_.end()) fail(8, "a tensor named " + quoted_excerpt(name) + " in the header");
     return tensors_[it->second];
   }
   std::span<const std::byte> bytes(std::string_view name) const {
@@ -299,7 +299,7 @@ class SafetensorsReader {
   Tensor<T> get(std::string_view name) const {
     const TensorInfo& t = info(name);
     if (t.dtype != dtype_v<T>)
-      fail(data_start_ + t.begin, "tensor \"" + t.name + "\" of dtype " + std::string(dtype_name(dtype_v<T>)) +
+      fail(data_start_ + t.begin, "tensor " + quoted_excerpt(t.name) + " of dtype " + std::string(dtype_name(dtype_v<T>)) +
                                       ", found " + std::string(dtype_name(t.dtype)));
     Tensor<T> out(shape_of(t));
     std::memcpy(static_cast<void*>(out.data()), bytes(name).data(), out.bytes());
@@ -321,7 +321,7 @@ class SafetensorsReader {
 
   Shape shape_of(const TensorInfo& t) const {
     if (t.shape.size() > static_cast<std::size_t>(Shape::kMaxRank))
-      fail(data_start_ + t.begin, "tensor \"" + t.name + "\" of rank at most " + std::to_string(Shape::kMaxRank));
+      fail(data_start_ + t.begin, "tensor " + quoted_excerpt(t.name) + " of rank at most " + std::to_string(Shape::kMaxRank));
     return detail::make_shape(t.shape);
   }
 
@@ -344,7 +344,7 @@ class SafetensorsReader {
       case DType::bf16: for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(static_cast<float>(read_element<bf16>(p + 2 * i))); break;
       case DType::f16: for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(static_cast<float>(read_element<f16>(p + 2 * i))); break;
       default:
-        fail(data_start_ + t.begin, "tensor \"" + t.name + "\" of a floating dtype (F32, F64, BF16, F16), found " +
+        fail(data_start_ + t.begin, "tensor " + quoted_excerpt(t.name) + " of a floating dtype (F32, F64, BF16, F16), found " +
                                         std::string(dtype_name(t.dtype)));
     }
     return out;
@@ -383,7 +383,7 @@ class SafetensorsReader {
       if (name == "__metadata__") {
         if (!entry.is_object()) fail(8, "\"__metadata__\" to be an object of strings");
         for (const auto& [k, v] : entry.as_object()) {
-          if (!v.is_string()) fail(8, "\"__metadata__\" value of \"" + k + "\" to be a string");
+          if (!v.is_string()) fail(8, "\"__metadata__\" value of " + quoted_excerpt(k) + " to be a string");
           metadata_[k] = v.as_string();
         }
         continue;
@@ -397,10 +397,10 @@ class SafetensorsReader {
   }
 
   TensorInfo parse_entry(const std::string& name, const Json& entry, std::uint64_t data_size) const {
-    const std::string who = "tensor \"" + name + "\"";
+    const std::string who = "tensor " + quoted_excerpt(name);
     if (!entry.is_object()) fail(8, who + " to be an object with dtype, shape and data_offsets");
     for (const auto& [k, v] : entry.as_object())
-      if (k != "dtype" && k != "shape" && k != "data_offsets") fail(8, who + " to have only dtype, shape and data_offsets, found \"" + k + "\"");
+      if (k != "dtype" && k != "shape" && k != "data_offsets") fail(8, who + " to have only dtype, shape and data_offsets, found " + quoted_excerpt(k));
     const Json* dtype = entry.find("dtype");
     const Json* shape = entry.find("shape");
     const Json* offsets = entry.find("data_offsets");
@@ -410,7 +410,7 @@ class SafetensorsReader {
     t.name = name;
     if (!dtype->is_string()) fail(8, who + ": dtype to be a string");
     const auto d = dtype_from_name(dtype->as_string());
-    if (!d) fail(8, who + ": a dtype among F32, F16, BF16, F64, I64, I32, U8, found \"" + dtype->as_string() + "\"");
+    if (!d) fail(8, who + ": a dtype among F32, F16, BF16, F64, I64, I32, U8, found " + quoted_excerpt(dtype->as_string()));
     t.dtype = *d;
 
     if (!shape->is_array()) fail(8, who + ": shape to be an array");
@@ -452,8 +452,8 @@ class SafetensorsReader {
     const TensorInfo* previous = nullptr;
     for (const TensorInfo* t : order) {
       if (t->begin < covered)
-        fail(data_start_ + t->begin, "tensor \"" + t->name + "\" to start at or after byte " + std::to_string(covered) +
-                                         " of the data section (it overlaps \"" + previous->name + "\")");
+        fail(data_start_ + t->begin, "tensor " + quoted_excerpt(t->name) + " to start at or after byte " + std::to_string(covered) +
+                                         " of the data section (it overlaps " + quoted_excerpt(previous->name) + ")");
       if (t->begin > covered)
         fail(data_start_ + covered, "tensor data to be contiguous: bytes [" + std::to_string(covered) + ", " +
                                         std::to_string(t->begin) + ") of the data section belong to no tensor");
@@ -471,7 +471,7 @@ class SafetensorsReader {
     // The tiling check has run, so the data section is exactly the tensors' bytes.
     const std::uint32_t crc = crc32c(std::span(file_).subspan(data_start_));
     if (it->second != detail::hex32(crc))
-      fail(data_start_, "data CRC-32C " + it->second + " (from \"" + std::string(kChecksumKey) + "\"), computed " +
+      fail(data_start_, "data CRC-32C " + quoted_excerpt(it->second) + " (from \"" + std::string(kChecksumKey) + "\"), computed " +
                             detail::hex32(crc) + ": the tensor data is corrupt");
     data_verified_ = true;
   }
@@ -483,7 +483,7 @@ class SafetensorsReader {
     const std::string member = detail::header_checksum_member(it->second);
     const std::size_t at = detail::find_unique(text, member);
     if (at == std::string::npos || it->second.size() != detail::kHeaderChecksumPlaceholder.size())
-      fail(8, "\"" + std::string(kHeaderChecksumKey) + "\" written exactly once as " + member +
+      fail(8, "\"" + std::string(kHeaderChecksumKey) + "\" written exactly once as " + quoted_excerpt(member) +
                   " (compact JSON, 8 hex digits): the header was rewritten or is corrupt");
     const std::size_t value_at = at + member.size() - 1 - it->second.size();
     text.replace(value_at, it->second.size(), detail::kHeaderChecksumPlaceholder);

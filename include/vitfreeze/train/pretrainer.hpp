@@ -10,7 +10,11 @@
 // state, the controller's State, the next iteration with its (epoch, batch) position in the
 // loader's deterministic order, and the skipped-step count. Masks depend only on (seed, g) and
 // batches only on (seed, epoch, batch), gradients are zero between steps, so a fresh trainer that
-// loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU).
+// loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU). They also
+// carry the run's history (the reports of the finished epochs and the sums of the current one), so
+// fit() after a resume reports the whole run, not only the part after the resume. Everything read
+// is checked against the run before anything is restored: position, frozen prefix (as the schedule
+// has it at the stored step), optimiser state and values (finite; second moments >= 0).
 //
 // Data parallel (options.communicator, dist/): each rank steps on its own shard of the batch, the
 // active units' gradients are summed over the ranks before every update, and decisions that must
@@ -22,6 +26,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -97,10 +102,18 @@ struct PretrainOptions {
 
 struct EpochReport {
   int epoch = 0;
-  double mean_loss = 0;
+  double mean_loss = 0;  // over the micro-batches with a finite loss
   double seconds = 0;
   double images_per_second = 0;
   int first_active_unit = 0;
+};
+
+// The epoch in progress: what its report will be made of.
+struct EpochProgress {
+  double loss_sum = 0;     // finite losses only
+  std::int64_t losses = 0;  // micro-batches in loss_sum
+  std::int64_t images = 0;  // all ranks'
+  double seconds = 0;
 };
 
 // The metrics.jsonl records of a pretraining run (the GPU trainer writes the same ones).
@@ -154,6 +167,10 @@ class Pretrainer {
         options_.checkpoint_every_steps % A != 0)
       throw ConfigError("Pretrainer: accumulation " + std::to_string(A) +
                         " must be >= 1 and divide the iterations per epoch and checkpoint_every_steps");
+    if (options_.seed > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+      throw ConfigError("Pretrainer: seed " + std::to_string(options_.seed) +
+                        " above 2^63 - 1 (checkpoints record it as an exact JSON integer)");
+    if (!options_.checkpoint_dir.empty()) checkpoints_.emplace(options_.checkpoint_dir, architecture(), recipe());
     if (options_.communicator) {
       replicas_.emplace(*options_.communicator);
       replicas_->join(all_parameters(), architecture().dump() + recipe().dump());
@@ -167,6 +184,7 @@ class Pretrainer {
     if (offset == 0) {
       for (int u : controller_.step(g)) freeze_unit(u);
       window_failed_ = false;
+      progress_at_window_start_ = progress_;
     }
     static constexpr ViTSpec S = Encoder::spec;
     const int B = int(images.dim(0));
@@ -193,8 +211,8 @@ class Pretrainer {
 
   // Runs the whole schedule over `loader` (its length is the iterations per epoch). After
   // load_checkpoint()/resume() it continues from the checkpoint's position and ignores first_epoch.
+  // Returns the reports of every epoch of the run, those before a resume included.
   std::vector<EpochReport> fit(data::Loader& loader, int first_epoch = 0) {
-    std::vector<EpochReport> reports;
     io::ProgressBar bar(std::cout);
     const std::int64_t iters = controller_.run().iters_per_epoch;
     std::int64_t first_batch = 0;
@@ -202,6 +220,8 @@ class Pretrainer {
       first_epoch = int(next_iteration_ / iters);
       first_batch = next_iteration_ % iters;
       resumed_ = false;
+    } else {
+      progress_ = {};
     }
     for (int epoch = first_epoch; epoch < options_.epochs; ++epoch, first_batch = 0) {
       loader.start_epoch(std::uint64_t(epoch), std::min(first_batch, loader.batches_per_epoch()));
@@ -209,32 +229,54 @@ class Pretrainer {
       const bool progress = options_.progress && is_root();
       if (progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
-      double loss_sum = 0;
-      std::int64_t images = 0, done = 0;
+      const double seconds_before = progress_.seconds;  // of this epoch, before a resume
+      auto elapsed = [&] {
+        return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      };
       for (std::int64_t s = first_batch; s < steps; ++s) {
         auto batch = loader.next();
         if (!batch) break;
         const std::int64_t g = std::int64_t(epoch) * iters + s;
         const double loss = step(batch->images, g);
-        loss_sum += loss, images += batch->size() * world(), ++done;  // all ranks' images (equal shards)
+        if (std::isfinite(loss)) progress_.loss_sum += loss, ++progress_.losses;
+        progress_.images += batch->size() * world();  // all ranks' images (equal shards)
+        progress_.seconds = elapsed();
         if (progress) bar.update(s + 1, loss, batch->size() * world());
         if (metrics() && (g % options_.log_every == 0)) log_step(epoch, g, loss);
-        if (options_.checkpoint_every_steps > 0 && next_iteration_ % options_.checkpoint_every_steps == 0 &&
-            !options_.checkpoint_dir.empty())
-          save_checkpoint();
+        if (s + 1 < steps && step_checkpoint_due()) save_checkpoint();  // the epoch's last: below, with its report
       }
       if (progress) bar.end_epoch();
       next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
-      if (!options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
-          ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs))
-        save_checkpoint();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
-                    controller_.first_active_unit()};
-      reports.push_back(r);
+      const double seconds = elapsed();
+      const EpochReport r{epoch, progress_.losses ? progress_.loss_sum / double(progress_.losses) : 0.0, seconds,
+                          double(progress_.images) / seconds, controller_.first_active_unit()};
+      history_.push_back(r);
+      progress_ = {};
+      if (epoch_checkpoint_due(epoch) || step_checkpoint_due()) save_checkpoint();
       if (metrics()) metrics()->log(epoch_record(r));
     }
-    return reports;
+    return history_;
+  }
+
+  // Checkpoints every options.checkpoint_every_epochs epochs and at the end, and every
+  // options.checkpoint_every_steps iterations.
+  bool epoch_checkpoint_due(int epoch) const {
+    return !options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
+           ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs);
+  }
+  bool step_checkpoint_due() const {
+    return !options_.checkpoint_dir.empty() && options_.checkpoint_every_steps > 0 &&
+           next_iteration_ % options_.checkpoint_every_steps == 0;
+  }
+
+  // The run's finished epochs (carried by checkpoints across resumes) and the epoch in progress.
+  const std::vector<EpochReport>& history() const { return history_; }
+  const EpochProgress& epoch_progress() const { return progress_; }
+  // For a trainer whose steps ran elsewhere (the GPU's DevicePretrainer): what the next checkpoint
+  // records as the history.
+  void set_history(std::vector<EpochReport> history, const EpochProgress& progress) {
+    history_ = std::move(history);
+    progress_ = progress;
   }
 
   // ---- checkpoints -------------------------------------------------------------------------------
@@ -296,17 +338,31 @@ class Pretrainer {
     io::add_i64(w, "train/epoch", next_iteration_ / iters);
     io::add_i64(w, "train/batch", next_iteration_ % iters);
     io::add_i64(w, "train/skipped_steps", skipped_);
+    Tensor<double> history(Shape{std::int64_t(history_.size()), kHistoryColumns});
+    for (std::size_t e = 0; e < history_.size(); ++e) {
+      const auto& h = history_[e];
+      const double row[kHistoryColumns] = {double(h.epoch), h.mean_loss, h.seconds, h.images_per_second,
+                                           double(h.first_active_unit)};
+      std::copy(row, row + kHistoryColumns, history.data() + e * kHistoryColumns);
+    }
+    w.add("train/history", history);
+    const double progress[kProgressColumns] = {progress_.loss_sum, double(progress_.losses), double(progress_.images),
+                                               progress_.seconds};
+    Tensor<double> epoch_progress(Shape{kProgressColumns});
+    std::copy(progress, progress + kProgressColumns, epoch_progress.data());
+    w.add("train/epoch_progress", epoch_progress);
     return w;
   }
 
   // Saves into options.checkpoint_dir as ckpt-<next iteration>.safetensors and prunes old ones.
+  // A state that is not a good one (a parameter or moment not finite, a negative second moment, a
+  // step count out of range) is never saved: NumericError naming what is wrong.
   // Data parallel: collective; the replicas are checked to be identical, rank 0 writes, and a failed
   // write throws on every rank.
   std::filesystem::path save_checkpoint() {
-    if (options_.checkpoint_dir.empty()) throw ConfigError("Pretrainer::save_checkpoint: no checkpoint_dir set");
-    auto write = [&] {
-      return io::write_checkpoint(options_.checkpoint_dir, next_iteration_, checkpoint_writer(), options_.keep_checkpoints);
-    };
+    if (!checkpoints_) throw ConfigError("Pretrainer::save_checkpoint: no checkpoint_dir set");
+    check_state_is_good();
+    auto write = [&] { return checkpoints_->write(next_iteration_, checkpoint_writer(), options_.keep_checkpoints); };
     if (!replicas_) return write();
     replicas_->check_identical(all_parameters(), next_iteration_, "before saving a checkpoint");
     std::exception_ptr failure;
@@ -318,7 +374,10 @@ class Pretrainer {
     replicas_->settle(failure, "rank 0 writing the checkpoint");
     return options_.checkpoint_dir / io::checkpoint_file_name(next_iteration_);
   }
-  void save_checkpoint(const std::filesystem::path& file) const { checkpoint_writer().write(file); }
+  void save_checkpoint(const std::filesystem::path& file) const {
+    check_state_is_good();
+    checkpoint_writer().write(file);
+  }
 
   // Verifies `file` completely (checksums, configuration, every tensor) and only then restores the
   // model, optimiser, controller and position; fit() continues from there.
@@ -335,11 +394,11 @@ class Pretrainer {
       load_checkpoint(what);
       return std::filesystem::path(what);
     }
-    if (options_.checkpoint_dir.empty()) throw ConfigError("resume auto: no checkpoint directory configured");
+    if (!checkpoints_) throw ConfigError("resume auto: no checkpoint directory configured");
     std::optional<std::filesystem::path> loaded;
     collectively("resuming from " + options_.checkpoint_dir.string(), [&] {
-      auto found = io::open_latest_checkpoint(options_.checkpoint_dir, architecture(), recipe(), [](const CheckpointError& e) {
-        std::cerr << "warning: skipping unreadable checkpoint: " << e.what() << "\n";
+      auto found = checkpoints_->open_latest([](const CheckpointError& e) {
+        std::cerr << "warning: skipping a checkpoint that is not this run's: " << e.what() << "\n";
       });
       if (!found) return;
       restore(found->reader);
@@ -457,22 +516,18 @@ class Pretrainer {
     for (int u = 0; u < units; ++u) state.frozen.push_back(frozen[u] != 0);
     state.last_step = io::get_i64(r, "freeze/last_step");
     const std::int64_t next = io::get_i64(r, "train/iteration"), skipped = io::get_i64(r, "train/skipped_steps");
-    const std::int64_t iters = controller_.run().iters_per_epoch;
-    if (next < 0 || next > controller_.run().total_iterations() || io::get_i64(r, "train/epoch") != next / iters ||
-        io::get_i64(r, "train/batch") != next % iters || skipped < 0 ||
-        !(state.last_step == next - 1 || state.last_step == next))
-      problems.push_back("train/*: inconsistent position (iteration " + std::to_string(next) + ", last step " +
-                         std::to_string(state.last_step) + ", " + std::to_string(iters) + " iterations per epoch)");
-    for (int u = 1; u < units; ++u)
-      if (state.frozen[std::size_t(u)] && !state.frozen[std::size_t(u) - 1])
-        problems.push_back("freeze/frozen: frozen units are not a prefix");
+    check_position(r, state, next, skipped, problems);
+    for (int u = 0; u < units; ++u)
+      if (frozen[u] > 1) problems.push_back("freeze/frozen: unit " + std::to_string(u) + " holds " + std::to_string(frozen[u]) + ", not 0 or 1");
     std::set<const Parameter<T>*> frozen_params;
     for (int u = 0; u < units; ++u)
       if (state.frozen[std::size_t(u)])
         for (auto* p : units_[std::size_t(u)]) frozen_params.insert(p);
     const auto params = all_parameters();
-    io::check_parameters(r, params, [&](const Parameter<T>& p) { return frozen_params.count(&p) != 0; }, problems);
-    io::throw_if_problems(r, problems, "checkpoint does not fit this model");
+    io::check_parameters(r, params, [&](const Parameter<T>& p) { return frozen_params.count(&p) != 0; }, problems,
+                         updates_before(next));
+    auto [history, progress] = read_history(r, next, problems);
+    io::throw_if_problems(r, problems, "checkpoint does not fit this run");
 
     // Everything verified: from here on nothing can fail.
     controller_.restore(state);
@@ -485,6 +540,8 @@ class Pretrainer {
     io::restore_parameters(r, params, optimizer_);
     next_iteration_ = next;
     skipped_ = skipped;
+    history_ = std::move(history);
+    progress_ = progress;
     resumed_ = resumed_from_ = true;
     if (metrics()) {
       io::Json rec = io::Json::object();
@@ -493,6 +550,107 @@ class Pretrainer {
       rec["file"] = r.source();
       metrics()->log(rec);
     }
+  }
+
+  // Optimiser updates the run has made before iteration `next` (one per accumulation window).
+  std::int64_t updates_before(std::int64_t next) const { return next / options_.accumulation; }
+
+  // The stored position must be one this trainer can reach: next iteration within the run, at a
+  // window boundary, (epoch, batch) its position in the loader's order, the controller's last step
+  // the first micro-batch of the last window (or of the next one: the state a stop saved before
+  // it), no more skips than windows, and exactly the units frozen that the schedule freezes by then.
+  void check_position(const io::SafetensorsReader& r, const freeze::FreezeController::State& state, std::int64_t next,
+                      std::int64_t skipped, std::vector<std::string>& problems) const {
+    const std::int64_t iters = controller_.run().iters_per_epoch, total = controller_.run().total_iterations();
+    const int A = options_.accumulation;
+    const std::int64_t epoch = io::get_i64(r, "train/epoch"), batch = io::get_i64(r, "train/batch");
+    const std::string where = "(iteration " + std::to_string(next) + ", epoch " + std::to_string(epoch) + ", batch " +
+                              std::to_string(batch) + ", last step " + std::to_string(state.last_step) + "; " +
+                              std::to_string(iters) + " iterations per epoch, accumulation " + std::to_string(A) + ")";
+    if (next < 0 || next > total || next % A != 0) {
+      problems.push_back("train/iteration: outside the run [0, " + std::to_string(total) + "] or not at the start of an "
+                         "accumulation window " + where);
+      return;
+    }
+    if (epoch != next / iters || batch != next % iters)
+      problems.push_back("train/epoch, train/batch: not the position of the iteration " + where);
+    // At an epoch's end the last window may lie earlier in that epoch (epochs cut short, a loader
+    // that ran out of batches).
+    const std::int64_t earliest = next % iters == 0 && next > 0 ? next - iters : next - A;
+    const bool last_window = state.last_step >= earliest && state.last_step <= next - A &&
+                             (state.last_step - earliest) % A == 0;
+    if (!(next == 0 && state.last_step == -1) && !last_window && state.last_step != next)
+      problems.push_back("freeze/last_step: not the first micro-batch of the last (or the next) window " + where);
+    if (state.last_step >= total)
+      problems.push_back("freeze/last_step: outside the run " + where);
+    if (skipped < 0 || skipped > updates_before(next) + 1)
+      problems.push_back("train/skipped_steps: " + std::to_string(skipped) + " outside [0, windows run] " + where);
+    int frozen = 0;
+    while (frozen < controller_.units() && state.frozen[std::size_t(frozen)]) ++frozen;
+    for (int u = frozen; u < controller_.units(); ++u)
+      if (state.frozen[std::size_t(u)]) {
+        problems.push_back("freeze/frozen: frozen units are not a prefix");
+        return;
+      }
+    if (state.last_step < total && frozen != controller_.frozen_units_at(state.last_step))
+      problems.push_back("freeze/frozen: " + std::to_string(frozen) + " units frozen, the schedule has " +
+                         std::to_string(controller_.frozen_units_at(state.last_step)) + " frozen by the last step " + where);
+  }
+
+  static constexpr std::int64_t kHistoryColumns = 5;   // epoch, mean loss, seconds, images/s, first active unit
+  static constexpr std::int64_t kProgressColumns = 4;  // loss sum, losses, images, seconds
+
+  // The history the checkpoint carries; none in files written before it was recorded (the reports
+  // then start at the resume). Checked: epochs increasing and finished, values finite and in range.
+  std::pair<std::vector<EpochReport>, EpochProgress> read_history(const io::SafetensorsReader& r, std::int64_t next,
+                                                                  std::vector<std::string>& problems) const {
+    std::vector<EpochReport> history;
+    EpochProgress progress;
+    if (!r.has("train/history") && !r.has("train/epoch_progress")) return {history, progress};
+    const std::int64_t iters = controller_.run().iters_per_epoch, finished = next / iters;
+    const std::size_t before = problems.size();
+    io::expect_tensor(r, "train/epoch_progress", DType::f64, {kProgressColumns}, problems);
+    if (!r.has("train/history") || r.info("train/history").dtype != DType::f64 || r.info("train/history").shape.size() != 2 ||
+        r.info("train/history").shape[1] != kHistoryColumns || r.info("train/history").shape[0] > finished)
+      problems.push_back("train/history: expected F64 [at most " + std::to_string(finished) + " finished epochs, " +
+                         std::to_string(kHistoryColumns) + "]");
+    if (problems.size() != before) return {history, progress};
+    const auto h = r.get<double>("train/history");
+    const auto p = r.get<double>("train/epoch_progress");
+    for (std::int64_t e = 0; e < h.dim(0); ++e) {
+      const double* row = h.data() + e * kHistoryColumns;
+      const bool valid = std::all_of(row, row + kHistoryColumns, [](double v) { return std::isfinite(v) && v >= 0; }) &&
+                         row[0] == std::floor(row[0]) && row[0] < double(finished) &&
+                         (e == 0 || row[0] > double(history.back().epoch)) && row[4] == std::floor(row[4]) &&
+                         row[4] <= double(controller_.units());
+      if (!valid) {
+        problems.push_back("train/history: row " + std::to_string(e) + " is not a finished epoch's report");
+        return {{}, {}};
+      }
+      history.push_back({int(row[0]), row[1], row[2], row[3], int(row[4])});
+    }
+    progress = {p[0], std::int64_t(p[1]), std::int64_t(p[2]), p[3]};
+    const bool counts_whole = p[1] == std::floor(p[1]) && p[2] == std::floor(p[2]);
+    if (!std::isfinite(p[0]) || !(p[1] >= 0 && p[1] <= double(next % iters)) || !(p[2] >= 0 && p[2] < 9e15) ||
+        !(p[3] >= 0 && std::isfinite(p[3])) || !counts_whole) {
+      problems.push_back("train/epoch_progress: not the sums of the " + std::to_string(next % iters) +
+                         " micro-batches run in the current epoch");
+      return {{}, {}};
+    }
+    return {history, progress};
+  }
+
+  // Before a save that claims a good state: every parameter and moment finite, second moments
+  // >= 0, step counts within the updates made.
+  void check_state_is_good() const {
+    std::vector<std::string> problems;
+    io::check_values(all_parameters(), optimizer_, updates_before(next_iteration_), problems);
+    if (problems.empty()) return;
+    std::string what = "the training state is not a good one (" + std::to_string(problems.size()) + " problem" +
+                       (problems.size() == 1 ? "" : "s") + "), not saved:";
+    for (std::size_t i = 0; i < problems.size() && i < 5; ++i) what += "\n  " + problems[i];
+    if (problems.size() > 5) what += "\n  ...";
+    throw NumericError(what);
   }
 
   // Unit of block b: b + 1, or b when the patch embedding is not a unit (dont_freeze_pe).
@@ -573,9 +731,12 @@ class Pretrainer {
     }
     if (options_.non_finite == NonFinitePolicy::skip) what += " (too many skipped steps)";
     next_iteration_ = g - g % A;  // parameters and optimiser are still those before this window
+    progress_ = progress_at_window_start_;
     if (!options_.checkpoint_dir.empty()) {
       try {
         what += "; last good state saved to " + save_checkpoint().string();
+      } catch (const NumericError& e) {  // an earlier update already diverged: nothing good to save
+        what += std::string("; no good state to save (resume from the newest checkpoint instead): ") + e.what();
       } catch (const Error& e) {
         what += std::string("; saving the last good state failed: ") + e.what();
       }
@@ -595,11 +756,14 @@ class Pretrainer {
   std::vector<nn::ParameterList<T>> units_;
   nn::ParameterList<T> always_trained_;
   std::optional<io::MetricsLog> metrics_;
+  std::optional<io::RunCheckpoints> checkpoints_;  // when options.checkpoint_dir is set
   std::optional<dist::ReplicaGroup<T>> replicas_;
   std::int64_t window_samples_ = 0;  // data parallel: this rank's samples in the current window
   std::int64_t skipped_ = 0;
   bool window_failed_ = false;  // a micro-batch of the current accumulation window was non-finite
   std::int64_t next_iteration_ = 0;
+  std::vector<EpochReport> history_;  // the run's finished epochs
+  EpochProgress progress_, progress_at_window_start_;
   bool resumed_ = false;       // fit() starts at next_iteration_
   bool resumed_from_ = false;  // a checkpoint was loaded (metrics append)
   bool dumped_ = false;

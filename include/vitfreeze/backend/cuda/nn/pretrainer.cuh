@@ -106,10 +106,11 @@ class DevicePretrainer {
   }
 
   // Runs the whole schedule over `loader` (its length is the iterations per epoch).
-  // After resume() it continues from the checkpoint's position.
+  // After resume() it continues from the checkpoint's position. Returns the reports of every epoch
+  // of the run, those before a resume included (checkpoints carry them, as on the CPU).
   std::vector<train::EpochReport> fit(data::Loader& loader) {
-    std::vector<train::EpochReport> reports;
     io::ProgressBar bar(std::cout);
+    if (!resumed_) history_.clear(), progress_ = {};
     const std::int64_t iters = controller_.run().iters_per_epoch;
     reserve_loss_slots(iters);
     std::vector<double> host_slots;
@@ -120,6 +121,10 @@ class DevicePretrainer {
       const std::int64_t steps = options_.max_steps_per_epoch > 0 ? std::min(options_.max_steps_per_epoch, iters) : iters;
       if (options_.progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
+      const train::EpochProgress before = progress_;  // of this epoch, before a resume
+      auto elapsed = [&] {
+        return before.seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      };
       std::int64_t images = 0, unreported_images = 0, done = 0;
       // Loss slot k holds the epoch's (first_batch + k)-th micro-batch.
       for (std::int64_t s = first_batch; s < steps; ++s) {
@@ -134,9 +139,9 @@ class DevicePretrainer {
           if (options_.progress) bar.update(s + 1, loss, unreported_images), unreported_images = 0;
           if (metrics()) log_step(epoch, g, loss);
         }
-        if (options_.checkpoint_every_steps > 0 && next_iteration_ % options_.checkpoint_every_steps == 0 &&
-            !options_.checkpoint_dir.empty())
-          save_checkpoint_checked(epoch * iters + first_batch, slot + 1);
+        twin_->set_next_iteration(next_iteration_);
+        if (s + 1 < steps && twin_->step_checkpoint_due())  // the epoch's last: below, with its report
+          save_checkpoint_checked(epoch * iters + first_batch, slot + 1, before, images, elapsed());
       }
       host_slots.assign(std::size_t(kSlotDoubles * done), 0.0);
       if (done > 0)
@@ -144,7 +149,7 @@ class DevicePretrainer {
                               cudaMemcpyDeviceToHost, ctx_.stream()),
               "cudaMemcpyAsync(loss slots)");
       ctx_.synchronize();
-      double loss_sum = 0;
+      double loss_sum = before.loss_sum;
       for (std::int64_t s = 0; s < done; ++s) {
         const double loss = host_slots[std::size_t(kSlotDoubles * s)];
         if (!std::isfinite(loss)) throw_non_finite(std::int64_t(epoch) * iters + first_batch + s);
@@ -156,13 +161,15 @@ class DevicePretrainer {
         bar.end_epoch();
       }
       next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
-      if (!options_.checkpoint_dir.empty() && options_.checkpoint_every_epochs > 0 &&
-          ((epoch + 1) % options_.checkpoint_every_epochs == 0 || epoch + 1 == options_.epochs))
+      const double seconds = elapsed();
+      const std::int64_t losses = before.losses + done;
+      const train::EpochReport r{epoch, losses ? loss_sum / double(losses) : 0.0, seconds,
+                                 double(before.images + images) / seconds, controller_.first_active_unit()};
+      history_.push_back(r);
+      progress_ = {};
+      twin_->set_next_iteration(next_iteration_);
+      if (twin_->epoch_checkpoint_due(epoch) || twin_->step_checkpoint_due())
         save_checkpoint();  // every loss of the epoch was read above: the state is a good one
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      train::EpochReport r{epoch, done ? loss_sum / double(done) : 0.0, seconds, double(images) / seconds,
-                           controller_.first_active_unit()};
-      reports.push_back(r);
       if (metrics()) {
         io::Json record = train::epoch_record(r);
         if constexpr (P::loss_scaling) {
@@ -173,7 +180,7 @@ class DevicePretrainer {
         metrics()->log(record);
       }
     }
-    return reports;
+    return history_;
   }
 
   // One micro-batch at global iteration g, exactly as fit() runs it, for callers that drive the loop
@@ -194,11 +201,13 @@ class DevicePretrainer {
     if (options_.checkpoint_dir.empty()) throw ConfigError("DevicePretrainer::save_checkpoint: no checkpoint_dir set");
     download();
     twin_->set_next_iteration(next_iteration_);
+    twin_->set_history(history_, progress_);
     return twin_->save_checkpoint();
   }
   void save_checkpoint(const std::filesystem::path& file) {
     download();
     twin_->set_next_iteration(next_iteration_);
+    twin_->set_history(history_, progress_);
     twin_->save_checkpoint(file);
   }
 
@@ -210,6 +219,8 @@ class DevicePretrainer {
     if (!from) return from;
     upload_host_state();
     next_iteration_ = twin_->next_iteration();
+    history_ = twin_->history();
+    progress_ = twin_->epoch_progress();
     resumed_ = true;
     if (metrics()) {
       io::Json rec = io::Json::object();
@@ -299,15 +310,22 @@ class DevicePretrainer {
   }
 
   // A checkpoint in the middle of an epoch: the losses of the slots [first, first + count) of this
-  // epoch are read first, so that a non-finite one stops the run before it is saved.
-  void save_checkpoint_checked(std::int64_t first_g, std::int64_t count) {
+  // epoch are read first, so that a non-finite one stops the run before it is saved; with what the
+  // epoch held before (a resume) they are the epoch's progress the checkpoint records.
+  void save_checkpoint_checked(std::int64_t first_g, std::int64_t count, const train::EpochProgress& before,
+                               std::int64_t images, double seconds) {
     std::vector<double> slots(std::size_t(kSlotDoubles * count));
     check(cudaMemcpyAsync(slots.data(), loss_slots_.data(), sizeof(double) * slots.size(), cudaMemcpyDeviceToHost,
                           ctx_.stream()),
           "cudaMemcpyAsync(loss slots)");
     ctx_.synchronize();
-    for (std::int64_t k = 0; k < count; ++k)
-      if (!std::isfinite(slots[std::size_t(kSlotDoubles * k)])) throw_non_finite(first_g + k);
+    progress_ = before;
+    for (std::int64_t k = 0; k < count; ++k) {
+      const double loss = slots[std::size_t(kSlotDoubles * k)];
+      if (!std::isfinite(loss)) throw_non_finite(first_g + k);
+      progress_.loss_sum += loss, ++progress_.losses;
+    }
+    progress_.images = before.images + images, progress_.seconds = seconds;
     save_checkpoint();
   }
 
@@ -458,6 +476,8 @@ class DevicePretrainer {
   optim::AdamW<float> host_adam_{optimizer_.options()};  // the twin's optimizer: state copied in by download()
   std::optional<train::Pretrainer<HostEncoder, HostObjective, Masking, float>> twin_;
   std::int64_t next_iteration_ = 0;
+  std::vector<train::EpochReport> history_;  // the run's finished epochs (from a checkpoint after a resume)
+  train::EpochProgress progress_;            // the epoch in progress, as of the last save or resume
   bool resumed_ = false;
 };
 
