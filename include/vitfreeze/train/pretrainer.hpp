@@ -1,27 +1,29 @@
 #pragma once
-// Pretraining loop: loader -> masks -> encoder (frozen prefix forward-only) -> objective -> backward
-// -> AdamW on the active units at their scheduled LR -> the freeze controller advances.
+// The pretraining loop, written once for every backend: loader -> masks -> the step engine's forward
+// and backward (frozen prefix forward-only) -> AdamW on the active units at their scheduled LR ->
+// the freeze controller advances. What differs per backend is the engine (train/step_engine.hpp):
+// the CPU's run synchronously on the host modules' parameters; a device engine (the GPU's) keeps
+// its own copies, runs ahead of the host, and its losses are read at logging points and at each
+// epoch's end.
 //
-// Units (schedule indices): unit 0 = patch embedding (+ cls token under truncate semantics),
-// unit i = block i-1, the last unit also owns the final norm and the objective's own parameters
-// (MAE decoder). The last unit never freezes.
+// The parts: options.hpp (what a run is told), units.hpp (which parameters freeze together),
+// run_state.hpp (the run's position and history in checkpoints), records.hpp (reports, metrics).
 //
 // Checkpoints (io/checkpoint.hpp) hold everything the next step depends on: parameters, AdamW
-// state, the controller's State, the next iteration with its (epoch, batch) position in the
-// loader's deterministic order, and the skipped-step count. Masks depend only on (seed, g) and
-// batches only on (seed, epoch, batch), gradients are zero between steps, so a fresh trainer that
-// loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU). They also
-// carry the run's history (the reports of the finished epochs and the sums of the current one), so
-// fit() after a resume reports the whole run, not only the part after the resume. Everything read
-// is checked against the run before anything is restored: position, frozen prefix (as the schedule
-// has it at the stored step), optimiser state and values (finite; second moments >= 0).
+// state, the controller's state, the next iteration with its (epoch, batch) position in the
+// loader's deterministic order, the skipped-step count and the run's history. Masks depend only on
+// (seed, g) and batches only on (seed, epoch, batch), gradients are zero between steps, so a fresh
+// trainer that loads a checkpoint continues bit for bit as the uninterrupted run would have (CPU).
+// Everything read is checked against the run before anything is restored. A device engine's state
+// goes through the host objects (download before a save, upload after a restore): one format,
+// whichever backend wrote it.
 //
-// Data parallel (options.communicator, dist/): each rank steps on its own shard of the batch, the
-// active units' gradients are summed over the ranks before every update, and decisions that must
-// be the same everywhere (skip or stop on a non-finite value, checkpoint success) are taken
-// together. The window's global sample layout is micro-batch-major, then rank: rank r's sample i of
-// micro-batch a is global sample (a * world + r) * B + i for its masks, so W ranks of B samples
-// compute the update one process would on the W*B samples stacked in rank order.
+// Data parallel (options.communicator, dist/; host-gradient engines): each rank steps on its own
+// shard of the batch, the active units' gradients are summed over the ranks before every update,
+// and decisions that must be the same everywhere (skip or stop on a non-finite value, checkpoint
+// success) are taken together. The window's global sample layout is micro-batch-major, then rank:
+// rank r's sample i of micro-batch a is global sample (a * world + r) * B + i for its masks, so W
+// ranks of B samples compute the update one process would on the W*B samples stacked in rank order.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -33,132 +35,40 @@
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/dist/replica_group.hpp"
 #include "vitfreeze/freeze/controller.hpp"
-#include "vitfreeze/freeze/semantics.hpp"
 #include "vitfreeze/io/checkpoint.hpp"
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/optim/adamw.hpp"
+#include "vitfreeze/train/options.hpp"
+#include "vitfreeze/train/records.hpp"
+#include "vitfreeze/train/run_state.hpp"
 #include "vitfreeze/train/step_dump.hpp"
 #include "vitfreeze/train/step_engine.hpp"
+#include "vitfreeze/train/units.hpp"
 
 namespace vitfreeze::train {
 
-// An objective with per-block taps (LocalMIM): each tap's parameters belong to its block's unit,
-// and the tap is dropped (no norm, decoder, head, target or loss term) when that unit freezes.
-template <class O, class T>
-concept ObjectiveWithTaps = requires(O& o, int k, nn::ParameterList<T>& list) {
-  { o.tap_count() } -> std::convertible_to<int>;
-  { o.tap_block(k) } -> std::convertible_to<int>;
-  { o.tap_active(k) } -> std::convertible_to<bool>;
-  o.collect_tap_parameters(k, list);
-  o.drop_tap(k);
-};
-
-enum class NonFinitePolicy { stop, skip };
-
-struct PretrainOptions {
-  int epochs = 10;  // LRs, warmup and freeze points come from the FreezeController
-  std::uint64_t seed = 0;
-  freeze::FreezeSemantics semantics = freeze::FreezeSemantics::truncate;
-  NonFinitePolicy non_finite = NonFinitePolicy::stop;
-  int max_skipped_steps = 10;
-  std::int64_t log_every = 50;           // steps between metrics records
-  std::int64_t max_steps_per_epoch = -1; // for smoke runs: cut every epoch short
-  std::filesystem::path out_dir;         // metrics.jsonl goes here when set
-  bool progress = true;
-  // Gradient accumulation: micro-batches per optimiser step. g counts micro-batches (as ViTFreeze's
-  // iteration counter does); LRs and freezing advance on the first micro-batch of each window, the
-  // update happens after the last, and each micro-batch's loss is weighted 1/accumulation. Masks
-  // are keyed by (window, sample offset in the window), so A micro-batches of B equal one batch of
-  // A*B. The iterations per epoch (and checkpoint_every_steps) must be multiples of it.
-  int accumulation = 1;
-  // Keep the patch embedding (and cls token) training to the end: blocks are then units 0..depth-1
-  // (ViTFreeze's --dont_freeze_pe). Activation gradients must reach the patch embedding through the
-  // frozen blocks, so only their weight gradients are saved, whatever `semantics` says.
-  bool dont_freeze_pe = false;
-
-  // Checkpoints: written to checkpoint_dir (when set) every `checkpoint_every_epochs` epochs and at
-  // the end (0: never), every `checkpoint_every_steps` steps (0: never), and before a NumericError
-  // is thrown (the last good state). Only the newest `keep_checkpoints` are kept.
-  std::filesystem::path checkpoint_dir;
-  int checkpoint_every_epochs = 1;
-  std::int64_t checkpoint_every_steps = 0;
-  int keep_checkpoints = 2;
-  // The caller's part of the recipe (batch size, data, augmentation, ...): stored in checkpoints and
-  // compared on resume together with what the trainer knows (schedule, LRs, seed, optimiser).
-  io::Json recipe = io::Json::object();
-
-  // Writes one step's input, mask, loss, parameters and gradients to this file (train/step_dump.hpp).
-  std::filesystem::path dump_step;
-  std::int64_t dump_iteration = -1;  // which iteration; -1: the first step this trainer runs
-
-  // Data parallel training: the group of ranks this trainer is one of (nullptr: a single process).
-  // Every rank constructs its trainer with the same options and feeds it its own shard (a Loader
-  // with this rank and world). Only rank 0 writes checkpoints, metrics and the progress bar; every
-  // rank reads checkpoints (a file system all ranks see). Must outlive the trainer.
-  dist::Communicator* communicator = nullptr;
-};
-
-struct EpochReport {
-  int epoch = 0;
-  double mean_loss = 0;  // over the micro-batches with a finite loss
-  double seconds = 0;
-  double images_per_second = 0;
-  int first_active_unit = 0;
-};
-
-// The epoch in progress: what its report will be made of.
-struct EpochProgress {
-  double loss_sum = 0;     // finite losses only
-  std::int64_t losses = 0;  // micro-batches in loss_sum
-  std::int64_t images = 0;  // all ranks'
-  double seconds = 0;
-};
-
-// The metrics.jsonl records of a pretraining run (the GPU trainer writes the same ones).
-inline io::Json step_record(int epoch, std::int64_t g, double loss, const freeze::FreezeController& controller) {
-  io::Json rec = io::Json::object();
-  rec["kind"] = "step";
-  rec["epoch"] = epoch;
-  rec["iteration"] = g;
-  rec["loss"] = loss;
-  rec["lr"] = controller.lr(controller.units() - 1);
-  rec["first_active_unit"] = controller.first_active_unit();
-  return rec;
-}
-inline io::Json epoch_record(const EpochReport& r) {
-  io::Json rec = io::Json::object();
-  rec["kind"] = "epoch";
-  rec["epoch"] = r.epoch;
-  rec["loss"] = r.mean_loss;
-  rec["seconds"] = r.seconds;
-  rec["images_per_second"] = r.images_per_second;
-  rec["first_active_unit"] = r.first_active_unit;
-  return rec;
-}
-inline io::Json freeze_record(int unit, std::int64_t iteration) {
-  io::Json rec = io::Json::object();
-  rec["kind"] = "freeze";
-  rec["unit"] = unit;
-  rec["iteration"] = iteration;
-  return rec;
-}
-
 // Engine: how each micro-batch's forward and backward run (train/step_engine.hpp): the explicit model
-// by default, the tape as the reference.
+// on the CPU by default, the tape as the reference, a device engine on the GPU. Extra constructor
+// arguments go to the engine's constructor (a device engine also receives all_parameters()).
 template <class Encoder, class Objective, class Masking, CpuScalar T = float,
           class Engine = ExplicitStepEngine<Encoder, Objective, T>>
+  requires StepEngine<Engine, T>
 class Pretrainer {
+  static constexpr bool kDeviceEngine = !Engine::host_gradients;
+  static_assert(!kDeviceEngine || DeviceStepEngine<Engine, T>, "an engine without host gradients must update itself");
+
  public:
+  template <class... EngineArgs>
   Pretrainer(Encoder& encoder, Objective& objective, Masking masking, freeze::FreezeController& controller,
-             optim::AdamW<T>& optimizer, PretrainOptions options)
-      : encoder_(encoder), objective_(objective), masking_(masking), controller_(controller), optimizer_(optimizer),
-        options_(std::move(options)), engine_(encoder, objective) {
-    build_units();
-    if (controller_.units() != static_cast<int>(units_.size()))
+             optim::AdamW<T>& optimizer, PretrainOptions options, EngineArgs&&... engine_args)
+      : objective_(objective), masking_(masking), controller_(controller), optimizer_(optimizer),
+        options_(std::move(options)), units_(encoder, objective, options_),
+        engine_(make_engine(encoder, objective, std::forward<EngineArgs>(engine_args)...)) {
+    if (controller_.units() != units_.count())
       throw ConfigError("Pretrainer: the schedule has " + std::to_string(controller_.units()) + " units, the model " +
-                        std::to_string(units_.size()));
+                        std::to_string(units_.count()));
     if (!options_.out_dir.empty()) std::filesystem::create_directories(options_.out_dir);
     if (options_.keep_checkpoints < 1) throw ConfigError("Pretrainer: keep_checkpoints must be >= 1");
     const int A = options_.accumulation;
@@ -170,6 +80,12 @@ class Pretrainer {
     if (options_.seed > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
       throw ConfigError("Pretrainer: seed " + std::to_string(options_.seed) +
                         " above 2^63 - 1 (checkpoints record it as an exact JSON integer)");
+    if constexpr (kDeviceEngine) {
+      if (options_.non_finite != NonFinitePolicy::stop || !options_.dump_step.empty() || options_.communicator)
+        throw ConfigError("Pretrainer: with this engine, skipping non-finite steps, step dumps and data parallelism "
+                          "are not available (its gradients stay on the device)");
+    }
+    unit_of_parameter_ = units_.unit_of_parameters();
     if (!options_.checkpoint_dir.empty()) checkpoints_.emplace(options_.checkpoint_dir, architecture(), recipe());
     if (options_.communicator) {
       replicas_.emplace(*options_.communicator);
@@ -177,36 +93,17 @@ class Pretrainer {
     }
   }
 
-  // One optimisation step on a batch at global iteration g. Returns the loss.
+  // One micro-batch at global iteration g (g must not go backwards). Returns its loss; a device
+  // engine's is waited for.
   double step(const Tensor<T>& images, std::int64_t g) {
-    const int A = options_.accumulation;
-    const std::int64_t window = g / A, offset = g % A;
-    if (offset == 0) {
-      for (int u : controller_.step(g)) freeze_unit(u);
-      window_failed_ = false;
-      progress_at_window_start_ = progress_;
+    engine_.reserve_loss_slots(1);
+    const double loss = run_micro_batch(images, g, 0);
+    if constexpr (kDeviceEngine) {
+      const double read = engine_.loss(0);
+      if (!std::isfinite(read)) throw_deferred_non_finite(g);
+      return read;
     }
-    static constexpr ViTSpec S = Encoder::spec;
-    const int B = int(images.dim(0));
-    const std::int64_t first_sample = (offset * world() + rank()) * B;
-    const mim::MaskSet masks = masking_.make(B, S.grid(), S.grid(), options_.seed, std::uint64_t(window),
-                                             std::uint32_t(first_sample));
-    // Ranks weight their batches by size; the group divides by the window's total (ReplicaGroup).
-    const double loss = engine_.forward_backward(images, masks, replicas_ ? double(B) / A : 1.0 / A);
-    const bool loss_finite = std::isfinite(loss);
-    if (!options_.dump_step.empty() && !dumped_ && is_root() &&
-        (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
-      dump_step(options_.dump_step, images, masks, loss, g);
-      dumped_ = true;
-    }
-    if (replicas_) return finish_distributed(g, B, loss);
-    if (!loss_finite || window_failed_) return on_non_finite(g, loss_finite ? NAN : loss);
-    if (offset + 1 < A) {  // gradients keep accumulating until the window's last micro-batch
-      next_iteration_ = g + 1;
-      return loss;
-    }
-    if (!gradients_finite()) return on_non_finite(g, NAN);
-    return apply_update(g, loss);
+    return loss;
   }
 
   // Runs the whole schedule over `loader` (its length is the iterations per epoch). After
@@ -217,11 +114,11 @@ class Pretrainer {
     const std::int64_t iters = controller_.run().iters_per_epoch;
     std::int64_t first_batch = 0;
     if (resumed_) {
-      first_epoch = int(next_iteration_ / iters);
-      first_batch = next_iteration_ % iters;
+      first_epoch = int(at_.next_iteration / iters);
+      first_batch = at_.next_iteration % iters;
       resumed_ = false;
     } else {
-      progress_ = {};
+      at_.progress = {};
     }
     for (int epoch = first_epoch; epoch < options_.epochs; ++epoch, first_batch = 0) {
       loader.start_epoch(std::uint64_t(epoch), std::min(first_batch, loader.batches_per_epoch()));
@@ -229,33 +126,56 @@ class Pretrainer {
       const bool progress = options_.progress && is_root();
       if (progress) bar.begin_epoch(epoch + 1, options_.epochs, steps);
       const auto start = std::chrono::steady_clock::now();
-      const double seconds_before = progress_.seconds;  // of this epoch, before a resume
+      const double seconds_before = at_.progress.seconds;  // of this epoch, before a resume
       auto elapsed = [&] {
         return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       };
+      epoch_start_g_ = std::int64_t(epoch) * iters + first_batch;
+      settled_ = 0;
+      engine_.reserve_loss_slots(std::max<std::int64_t>(steps - first_batch, 1));
+      std::int64_t unreported_images = 0;
       for (std::int64_t s = first_batch; s < steps; ++s) {
         auto batch = loader.next();
         if (!batch) break;
-        const std::int64_t g = std::int64_t(epoch) * iters + s;
-        const double loss = step(batch->images, g);
-        if (std::isfinite(loss)) progress_.loss_sum += loss, ++progress_.losses;
-        progress_.images += batch->size() * world();  // all ranks' images (equal shards)
-        progress_.seconds = elapsed();
-        if (progress) bar.update(s + 1, loss, batch->size() * world());
+        const std::int64_t g = std::int64_t(epoch) * iters + s, slot = kDeviceEngine ? s - first_batch : 0;
+        double loss = run_micro_batch(batch->images, g, slot);
+        at_.progress.images += batch->size() * world();  // all ranks' images (equal shards)
+        unreported_images += batch->size() * world();
+        if constexpr (kDeviceEngine) {
+          if (g % options_.log_every != 0) continue;  // the only reads inside an epoch: they wait for the device
+          settle_losses(slot + 1);
+          loss = engine_.loss(slot);
+        } else if (std::isfinite(loss)) {
+          at_.progress.loss_sum += loss, ++at_.progress.losses;
+        }
+        at_.progress.seconds = elapsed();
+        if (progress) bar.update(s + 1, loss, unreported_images), unreported_images = 0;
         if (metrics() && (g % options_.log_every == 0)) log_step(epoch, g, loss);
-        if (s + 1 < steps && step_checkpoint_due()) save_checkpoint();  // the epoch's last: below, with its report
+        if (s + 1 < steps && step_checkpoint_due()) {  // the epoch's last: below, with its report
+          if constexpr (kDeviceEngine) settle_losses(slot + 1);
+          save_checkpoint();
+        }
       }
-      if (progress) bar.end_epoch();
-      next_iteration_ = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
+      if constexpr (kDeviceEngine) settle_losses(at_.next_iteration - epoch_start_g_);
+      if (progress) {
+        if (unreported_images > 0) bar.update(steps, last_settled_loss_, unreported_images);
+        bar.end_epoch();
+      }
+      at_.next_iteration = std::int64_t(epoch + 1) * iters;  // the next epoch starts at batch 0
       const double seconds = elapsed();
-      const EpochReport r{epoch, progress_.losses ? progress_.loss_sum / double(progress_.losses) : 0.0, seconds,
-                          double(progress_.images) / seconds, controller_.first_active_unit()};
-      history_.push_back(r);
-      progress_ = {};
+      const EpochReport r{epoch, at_.progress.losses ? at_.progress.loss_sum / double(at_.progress.losses) : 0.0, seconds,
+                          double(at_.progress.images) / seconds, controller_.first_active_unit()};
+      at_.history.push_back(r);
+      at_.progress = {};
       if (epoch_checkpoint_due(epoch) || step_checkpoint_due()) save_checkpoint();
-      if (metrics()) metrics()->log(epoch_record(r));
+      if (metrics()) {
+        io::Json record = epoch_record(r);
+        if constexpr (kDeviceEngine) engine_.epoch_record(record);
+        metrics()->log(record);
+      }
     }
-    return history_;
+    if constexpr (kDeviceEngine) engine_.download(all_parameters(), optimizer_);  // the host models hold the result
+    return at_.history;
   }
 
   // Checkpoints every options.checkpoint_every_epochs epochs and at the end, and every
@@ -266,18 +186,12 @@ class Pretrainer {
   }
   bool step_checkpoint_due() const {
     return !options_.checkpoint_dir.empty() && options_.checkpoint_every_steps > 0 &&
-           next_iteration_ % options_.checkpoint_every_steps == 0;
+           at_.next_iteration % options_.checkpoint_every_steps == 0;
   }
 
   // The run's finished epochs (carried by checkpoints across resumes) and the epoch in progress.
-  const std::vector<EpochReport>& history() const { return history_; }
-  const EpochProgress& epoch_progress() const { return progress_; }
-  // For a trainer whose steps ran elsewhere (the GPU's DevicePretrainer): what the next checkpoint
-  // records as the history.
-  void set_history(std::vector<EpochReport> history, const EpochProgress& progress) {
-    history_ = std::move(history);
-    progress_ = progress;
-  }
+  const std::vector<EpochReport>& history() const { return at_.history; }
+  const EpochProgress& epoch_progress() const { return at_.progress; }
 
   // ---- checkpoints -------------------------------------------------------------------------------
 
@@ -321,36 +235,15 @@ class Pretrainer {
     return r;
   }
 
-  // The full training state as a checkpoint file's contents.
+  // The full training state as a checkpoint file's contents (a device engine's state must have
+  // been downloaded: save_checkpoint() does it).
   io::SafetensorsWriter checkpoint_writer() const {
     const auto params = all_parameters();
     io::SafetensorsWriter w;
     io::add_checkpoint_config(w, architecture(), recipe());
     io::add_parameters(w, params, "param/");
     io::add_optimizer_state(w, optimizer_, params);
-    const auto state = controller_.state();
-    Tensor<std::uint8_t> frozen(Shape{std::int64_t(state.frozen.size())});
-    for (std::size_t u = 0; u < state.frozen.size(); ++u) frozen[std::int64_t(u)] = state.frozen[u] ? 1 : 0;
-    w.add("freeze/frozen", frozen);
-    io::add_i64(w, "freeze/last_step", state.last_step);
-    const std::int64_t iters = controller_.run().iters_per_epoch;
-    io::add_i64(w, "train/iteration", next_iteration_);
-    io::add_i64(w, "train/epoch", next_iteration_ / iters);
-    io::add_i64(w, "train/batch", next_iteration_ % iters);
-    io::add_i64(w, "train/skipped_steps", skipped_);
-    Tensor<double> history(Shape{std::int64_t(history_.size()), kHistoryColumns});
-    for (std::size_t e = 0; e < history_.size(); ++e) {
-      const auto& h = history_[e];
-      const double row[kHistoryColumns] = {double(h.epoch), h.mean_loss, h.seconds, h.images_per_second,
-                                           double(h.first_active_unit)};
-      std::copy(row, row + kHistoryColumns, history.data() + e * kHistoryColumns);
-    }
-    w.add("train/history", history);
-    const double progress[kProgressColumns] = {progress_.loss_sum, double(progress_.losses), double(progress_.images),
-                                               progress_.seconds};
-    Tensor<double> epoch_progress(Shape{kProgressColumns});
-    std::copy(progress, progress + kProgressColumns, epoch_progress.data());
-    w.add("train/epoch_progress", epoch_progress);
+    add_run_state(w, controller_, at_);
     return w;
   }
 
@@ -361,10 +254,11 @@ class Pretrainer {
   // write throws on every rank.
   std::filesystem::path save_checkpoint() {
     if (!checkpoints_) throw ConfigError("Pretrainer::save_checkpoint: no checkpoint_dir set");
+    if constexpr (kDeviceEngine) engine_.download(all_parameters(), optimizer_);
     check_state_is_good();
-    auto write = [&] { return checkpoints_->write(next_iteration_, checkpoint_writer(), options_.keep_checkpoints); };
+    auto write = [&] { return checkpoints_->write(at_.next_iteration, checkpoint_writer(), options_.keep_checkpoints); };
     if (!replicas_) return write();
-    replicas_->check_identical(all_parameters(), next_iteration_, "before saving a checkpoint");
+    replicas_->check_identical(all_parameters(), at_.next_iteration, "before saving a checkpoint");
     std::exception_ptr failure;
     if (is_root()) try {
         write();
@@ -372,9 +266,10 @@ class Pretrainer {
         failure = std::current_exception();
       }
     replicas_->settle(failure, "rank 0 writing the checkpoint");
-    return options_.checkpoint_dir / io::checkpoint_file_name(next_iteration_);
+    return options_.checkpoint_dir / io::checkpoint_file_name(at_.next_iteration);
   }
-  void save_checkpoint(const std::filesystem::path& file) const {
+  void save_checkpoint(const std::filesystem::path& file) {
+    if constexpr (kDeviceEngine) engine_.download(all_parameters(), optimizer_);
     check_state_is_good();
     checkpoint_writer().write(file);
   }
@@ -408,11 +303,13 @@ class Pretrainer {
   }
 
   // The next global iteration step() expects (after a resume: the checkpoint's).
-  std::int64_t next_iteration() const { return next_iteration_; }
-  // For a trainer whose steps ran elsewhere: the GPU's DevicePretrainer keeps one of these over the
-  // same host models, optimiser and controller as the keeper of its checkpoints, and tells it where
-  // the run is before each save.
-  void set_next_iteration(std::int64_t g) { next_iteration_ = g; }
+  std::int64_t next_iteration() const { return at_.next_iteration; }
+  // For backend/cuda/nn/pretrainer.cuh's "twin" until the GPU trainer is a device engine of this one.
+  void set_next_iteration(std::int64_t g) { at_.next_iteration = g; }
+  void set_history(std::vector<EpochReport> history, const EpochProgress& progress) {
+    at_.history = std::move(history);
+    at_.progress = progress;
+  }
 
   // One step's data for checking against another implementation (PyTorch): train/step_dump.hpp.
   void dump_step(const std::filesystem::path& file, const Tensor<T>& images, const mim::MaskSet& masks, double loss,
@@ -420,8 +317,8 @@ class Pretrainer {
     write_step_dump<Encoder::spec>(file, objective_, masking_, all_parameters(), images, masks, loss, g, recipe());
   }
 
-  const std::vector<nn::ParameterList<T>>& units() const { return units_; }
-  std::int64_t skipped_steps() const { return skipped_; }
+  const std::vector<nn::ParameterList<T>>& units() const { return units_.units(); }
+  std::int64_t skipped_steps() const { return at_.skipped_steps; }
   int rank() const { return replicas_ ? replicas_->rank() : 0; }
   int world() const { return replicas_ ? replicas_->world() : 1; }
   bool is_root() const { return rank() == 0; }
@@ -429,14 +326,17 @@ class Pretrainer {
   const dist::ReplicaGroup<T>* replicas() const { return replicas_ ? &*replicas_ : nullptr; }
   Engine& engine() { return engine_; }
   // Every parameter the trainer updates: the units' in order, then the never-frozen ones.
-  nn::ParameterList<T> all_parameters() const {
-    nn::ParameterList<T> out;
-    for (const auto& u : units_) out.insert(out.end(), u.begin(), u.end());
-    out.insert(out.end(), always_trained_.begin(), always_trained_.end());
-    return out;
-  }
+  nn::ParameterList<T> all_parameters() const { return units_.all_parameters(); }
 
  private:
+  template <class... EngineArgs>
+  Engine make_engine(Encoder& encoder, Objective& objective, EngineArgs&&... args) {
+    if constexpr (kDeviceEngine)
+      return Engine(encoder, objective, units_.all_parameters(), std::forward<EngineArgs>(args)...);
+    else
+      return Engine(encoder, objective, std::forward<EngineArgs>(args)...);
+  }
+
   // Opened on first use: appended to after a resume, started afresh otherwise. Rank 0's only.
   io::MetricsLog* metrics() {
     if (options_.out_dir.empty() || !is_root()) return nullptr;
@@ -446,16 +346,81 @@ class Pretrainer {
     return &*metrics_;
   }
 
+  // One micro-batch: freezing and LRs at a window's start, masks, the engine's forward and backward,
+  // and at the window's end the update. Host-gradient engines: returns the loss after the
+  // non-finite policy ran. Device engines: the loss is read later (returns NaN).
+  double run_micro_batch(const Tensor<T>& images, std::int64_t g, std::int64_t slot) {
+    const int A = options_.accumulation;
+    const std::int64_t window = g / A, offset = g % A;
+    if (offset == 0) {
+      for (int u : controller_.step(g)) freeze_unit(u);
+      window_failed_ = false;
+      progress_at_window_start_ = at_.progress;
+    }
+    static constexpr ViTSpec S = Encoder::spec;
+    const int B = int(images.dim(0));
+    const std::int64_t first_sample = (offset * world() + rank()) * B;
+    const mim::MaskSet masks = masking_.make(B, S.grid(), S.grid(), options_.seed, std::uint64_t(window),
+                                             std::uint32_t(first_sample));
+    // Ranks weight their batches by size; the group divides by the window's total (ReplicaGroup).
+    engine_.forward_backward(images, masks, replicas_ ? double(B) / A : 1.0 / A, slot);
+    if constexpr (kDeviceEngine) {
+      at_.next_iteration = g + 1;
+      if (offset + 1 == A) {  // the window's update: AdamW at each parameter's unit LR
+        lrs_.resize(unit_of_parameter_.size());
+        for (std::size_t i = 0; i < lrs_.size(); ++i)
+          lrs_[i] = unit_of_parameter_[i] < 0 ? controller_.global_lr() : controller_.lr(unit_of_parameter_[i]);
+        engine_.update(lrs_, 1.0);
+        engine_.zero_grad();
+      }
+      return NAN;
+    } else {
+      const double loss = engine_.loss(slot);
+      const bool loss_finite = std::isfinite(loss);
+      if (!options_.dump_step.empty() && !dumped_ && is_root() &&
+          (options_.dump_iteration < 0 || options_.dump_iteration == g)) {
+        dump_step(options_.dump_step, images, masks, loss, g);
+        dumped_ = true;
+      }
+      if (replicas_) return finish_distributed(g, B, loss);
+      if (!loss_finite || window_failed_) return on_non_finite(g, loss_finite ? NAN : loss);
+      if (offset + 1 < A) {  // gradients keep accumulating until the window's last micro-batch
+        at_.next_iteration = g + 1;
+        return loss;
+      }
+      if (!gradients_finite()) return on_non_finite(g, NAN);
+      return apply_update(g, loss);
+    }
+  }
+
+  // Device engines: reads the losses of this epoch's micro-batches [settled, count) into the epoch's
+  // sums; a non-finite one stops the run.
+  void settle_losses(std::int64_t count) {
+    for (; settled_ < count; ++settled_) {
+      const double loss = engine_.loss(settled_);
+      if (!std::isfinite(loss)) throw_deferred_non_finite(epoch_start_g_ + settled_);
+      at_.progress.loss_sum += loss, ++at_.progress.losses;
+      last_settled_loss_ = loss;
+    }
+  }
+
+  [[noreturn]] void throw_deferred_non_finite(std::int64_t g) const {
+    throw NumericError("non-finite loss at iteration " + std::to_string(g) + " (this engine's losses are read every " +
+                       std::to_string(options_.log_every) +
+                       " iterations and at each epoch's end, so later steps already ran: resume from the newest "
+                       "checkpoint, which was saved after all its losses were read)");
+  }
+
   // The update at the end of an accumulation window: AdamW on the active units at their LRs.
   double apply_update(std::int64_t g, double loss) {
-    for (std::size_t u = 0; u < units_.size(); ++u) {
-      if (!controller_.is_active(int(u))) continue;
-      const double lr = controller_.lr(int(u));
-      for (auto* p : units_[u]) optimizer_.update(*p, lr);
+    for (int u = 0; u < units_.count(); ++u) {
+      if (!controller_.is_active(u)) continue;
+      const double lr = controller_.lr(u);
+      for (auto* p : units_.unit(u)) optimizer_.update(*p, lr);
     }
-    for (auto* p : always_trained_) optimizer_.update(*p, controller_.global_lr());
+    for (auto* p : units_.always_trained()) optimizer_.update(*p, controller_.global_lr());
     zero_gradients();
-    next_iteration_ = g + 1;
+    at_.next_iteration = g + 1;
     return loss;
   }
 
@@ -468,13 +433,13 @@ class Pretrainer {
     window_samples_ += samples;
     if (!std::isfinite(loss)) window_failed_ = true;
     if ((g + 1) % A != 0) {
-      next_iteration_ = g + 1;
+      at_.next_iteration = g + 1;
       return loss;
     }
     nn::ParameterList<T> active;
-    for (std::size_t u = 0; u < units_.size(); ++u)
-      if (controller_.is_active(int(u))) active.insert(active.end(), units_[u].begin(), units_[u].end());
-    active.insert(active.end(), always_trained_.begin(), always_trained_.end());
+    for (int u = 0; u < units_.count(); ++u)
+      if (controller_.is_active(u)) active.insert(active.end(), units_.unit(u).begin(), units_.unit(u).end());
+    active.insert(active.end(), units_.always_trained().begin(), units_.always_trained().end());
     const auto outcome = replicas_->allreduce_gradients(
         active, {double(window_samples_), double(samples), loss, !window_failed_}, A);
     window_failed_ = false;
@@ -494,59 +459,41 @@ class Pretrainer {
       failure = std::current_exception();
     }
     replicas_->settle(failure, what);
-    replicas_->check_identical(all_parameters(), next_iteration_, "after " + what);
+    replicas_->check_identical(all_parameters(), at_.next_iteration, "after " + what);
   }
 
   void zero_gradients() {
-    for (auto& unit : units_)
-      for (auto* p : unit) p->zero_grad();
-    for (auto* p : always_trained_) p->zero_grad();
+    for (auto* p : all_parameters()) p->zero_grad();
   }
 
   void restore(const io::SafetensorsReader& r) {
     std::vector<std::string> problems;
-    const int units = controller_.units();
-    io::expect_tensor(r, "freeze/frozen", DType::u8, {units}, problems);
-    for (const char* name : {"freeze/last_step", "train/iteration", "train/epoch", "train/batch", "train/skipped_steps"})
-      io::expect_tensor(r, name, DType::i64, {}, problems);
-    io::throw_if_problems(r, problems, "checkpoint state does not fit this trainer");
-
-    freeze::FreezeController::State state;
-    const auto frozen = r.get<std::uint8_t>("freeze/frozen");
-    for (int u = 0; u < units; ++u) state.frozen.push_back(frozen[u] != 0);
-    state.last_step = io::get_i64(r, "freeze/last_step");
-    const std::int64_t next = io::get_i64(r, "train/iteration"), skipped = io::get_i64(r, "train/skipped_steps");
-    check_position(r, state, next, skipped, problems);
-    for (int u = 0; u < units; ++u)
-      if (frozen[u] > 1) problems.push_back("freeze/frozen: unit " + std::to_string(u) + " holds " + std::to_string(frozen[u]) + ", not 0 or 1");
+    StoredRunState stored = read_run_state(r, controller_, options_.accumulation, problems);
     std::set<const Parameter<T>*> frozen_params;
-    for (int u = 0; u < units; ++u)
-      if (state.frozen[std::size_t(u)])
-        for (auto* p : units_[std::size_t(u)]) frozen_params.insert(p);
+    for (int u = 0; u < controller_.units(); ++u)
+      if (stored.controller.frozen[std::size_t(u)])
+        for (auto* p : units_.unit(u)) frozen_params.insert(p);
     const auto params = all_parameters();
     io::check_parameters(r, params, [&](const Parameter<T>& p) { return frozen_params.count(&p) != 0; }, problems,
-                         updates_before(next));
-    auto [history, progress] = read_history(r, next, problems);
+                         updates_before(stored.position.next_iteration));
     io::throw_if_problems(r, problems, "checkpoint does not fit this run");
 
     // Everything verified: from here on nothing can fail.
-    controller_.restore(state);
+    controller_.restore(stored.controller);
     for (auto* p : params) {
       if (frozen_params.count(p)) p->freeze();
       else p->unfreeze(), p->zero_grad();
     }
-    for (int u = 0; u < units; ++u)
-      if (state.frozen[std::size_t(u)]) drop_taps_of_unit(u);
+    for (int u = 0; u < controller_.units(); ++u)
+      if (stored.controller.frozen[std::size_t(u)]) drop_taps_of_unit(u);
     io::restore_parameters(r, params, optimizer_);
-    next_iteration_ = next;
-    skipped_ = skipped;
-    history_ = std::move(history);
-    progress_ = progress;
+    if constexpr (kDeviceEngine) engine_.upload(params, optimizer_);
+    at_ = std::move(stored.position);
     resumed_ = resumed_from_ = true;
     if (metrics()) {
       io::Json rec = io::Json::object();
       rec["kind"] = "resume";
-      rec["iteration"] = next;
+      rec["iteration"] = at_.next_iteration;
       rec["file"] = r.source();
       metrics()->log(rec);
     }
@@ -555,96 +502,11 @@ class Pretrainer {
   // Optimiser updates the run has made before iteration `next` (one per accumulation window).
   std::int64_t updates_before(std::int64_t next) const { return next / options_.accumulation; }
 
-  // The stored position must be one this trainer can reach: next iteration within the run, at a
-  // window boundary, (epoch, batch) its position in the loader's order, the controller's last step
-  // the first micro-batch of the last window (or of the next one: the state a stop saved before
-  // it), no more skips than windows, and exactly the units frozen that the schedule freezes by then.
-  void check_position(const io::SafetensorsReader& r, const freeze::FreezeController::State& state, std::int64_t next,
-                      std::int64_t skipped, std::vector<std::string>& problems) const {
-    const std::int64_t iters = controller_.run().iters_per_epoch, total = controller_.run().total_iterations();
-    const int A = options_.accumulation;
-    const std::int64_t epoch = io::get_i64(r, "train/epoch"), batch = io::get_i64(r, "train/batch");
-    const std::string where = "(iteration " + std::to_string(next) + ", epoch " + std::to_string(epoch) + ", batch " +
-                              std::to_string(batch) + ", last step " + std::to_string(state.last_step) + "; " +
-                              std::to_string(iters) + " iterations per epoch, accumulation " + std::to_string(A) + ")";
-    if (next < 0 || next > total || next % A != 0) {
-      problems.push_back("train/iteration: outside the run [0, " + std::to_string(total) + "] or not at the start of an "
-                         "accumulation window " + where);
-      return;
-    }
-    if (epoch != next / iters || batch != next % iters)
-      problems.push_back("train/epoch, train/batch: not the position of the iteration " + where);
-    // At an epoch's end the last window may lie earlier in that epoch (epochs cut short, a loader
-    // that ran out of batches).
-    const std::int64_t earliest = next % iters == 0 && next > 0 ? next - iters : next - A;
-    const bool last_window = state.last_step >= earliest && state.last_step <= next - A &&
-                             (state.last_step - earliest) % A == 0;
-    if (!(next == 0 && state.last_step == -1) && !last_window && state.last_step != next)
-      problems.push_back("freeze/last_step: not the first micro-batch of the last (or the next) window " + where);
-    if (state.last_step >= total)
-      problems.push_back("freeze/last_step: outside the run " + where);
-    if (skipped < 0 || skipped > updates_before(next) + 1)
-      problems.push_back("train/skipped_steps: " + std::to_string(skipped) + " outside [0, windows run] " + where);
-    int frozen = 0;
-    while (frozen < controller_.units() && state.frozen[std::size_t(frozen)]) ++frozen;
-    for (int u = frozen; u < controller_.units(); ++u)
-      if (state.frozen[std::size_t(u)]) {
-        problems.push_back("freeze/frozen: frozen units are not a prefix");
-        return;
-      }
-    if (state.last_step < total && frozen != controller_.frozen_units_at(state.last_step))
-      problems.push_back("freeze/frozen: " + std::to_string(frozen) + " units frozen, the schedule has " +
-                         std::to_string(controller_.frozen_units_at(state.last_step)) + " frozen by the last step " + where);
-  }
-
-  static constexpr std::int64_t kHistoryColumns = 5;   // epoch, mean loss, seconds, images/s, first active unit
-  static constexpr std::int64_t kProgressColumns = 4;  // loss sum, losses, images, seconds
-
-  // The history the checkpoint carries; none in files written before it was recorded (the reports
-  // then start at the resume). Checked: epochs increasing and finished, values finite and in range.
-  std::pair<std::vector<EpochReport>, EpochProgress> read_history(const io::SafetensorsReader& r, std::int64_t next,
-                                                                  std::vector<std::string>& problems) const {
-    std::vector<EpochReport> history;
-    EpochProgress progress;
-    if (!r.has("train/history") && !r.has("train/epoch_progress")) return {history, progress};
-    const std::int64_t iters = controller_.run().iters_per_epoch, finished = next / iters;
-    const std::size_t before = problems.size();
-    io::expect_tensor(r, "train/epoch_progress", DType::f64, {kProgressColumns}, problems);
-    if (!r.has("train/history") || r.info("train/history").dtype != DType::f64 || r.info("train/history").shape.size() != 2 ||
-        r.info("train/history").shape[1] != kHistoryColumns || r.info("train/history").shape[0] > finished)
-      problems.push_back("train/history: expected F64 [at most " + std::to_string(finished) + " finished epochs, " +
-                         std::to_string(kHistoryColumns) + "]");
-    if (problems.size() != before) return {history, progress};
-    const auto h = r.get<double>("train/history");
-    const auto p = r.get<double>("train/epoch_progress");
-    for (std::int64_t e = 0; e < h.dim(0); ++e) {
-      const double* row = h.data() + e * kHistoryColumns;
-      const bool valid = std::all_of(row, row + kHistoryColumns, [](double v) { return std::isfinite(v) && v >= 0; }) &&
-                         row[0] == std::floor(row[0]) && row[0] < double(finished) &&
-                         (e == 0 || row[0] > double(history.back().epoch)) && row[4] == std::floor(row[4]) &&
-                         row[4] <= double(controller_.units());
-      if (!valid) {
-        problems.push_back("train/history: row " + std::to_string(e) + " is not a finished epoch's report");
-        return {{}, {}};
-      }
-      history.push_back({int(row[0]), row[1], row[2], row[3], int(row[4])});
-    }
-    progress = {p[0], std::int64_t(p[1]), std::int64_t(p[2]), p[3]};
-    const bool counts_whole = p[1] == std::floor(p[1]) && p[2] == std::floor(p[2]);
-    if (!std::isfinite(p[0]) || !(p[1] >= 0 && p[1] <= double(next % iters)) || !(p[2] >= 0 && p[2] < 9e15) ||
-        !(p[3] >= 0 && std::isfinite(p[3])) || !counts_whole) {
-      problems.push_back("train/epoch_progress: not the sums of the " + std::to_string(next % iters) +
-                         " micro-batches run in the current epoch");
-      return {{}, {}};
-    }
-    return {history, progress};
-  }
-
   // Before a save that claims a good state: every parameter and moment finite, second moments
   // >= 0, step counts within the updates made.
   void check_state_is_good() const {
     std::vector<std::string> problems;
-    io::check_values(all_parameters(), optimizer_, updates_before(next_iteration_), problems);
+    io::check_values(all_parameters(), optimizer_, updates_before(at_.next_iteration), problems);
     if (problems.empty()) return;
     std::string what = "the training state is not a good one (" + std::to_string(problems.size()) + " problem" +
                        (problems.size() == 1 ? "" : "s") + "), not saved:";
@@ -653,65 +515,34 @@ class Pretrainer {
     throw NumericError(what);
   }
 
-  // Unit of block b: b + 1, or b when the patch embedding is not a unit (dont_freeze_pe).
-  int unit_of_block(int b) const { return b + (options_.dont_freeze_pe ? 0 : 1); }
-
-  void build_units() {
-    const int depth = Encoder::spec.depth;
-    units_.assign(std::size_t(unit_of_block(depth - 1)) + 1, {});
-    if (options_.dont_freeze_pe) {
-      encoder_.patch_embed.collect_parameters(always_trained_);
-      always_trained_.push_back(&encoder_.cls_token);
-    } else {
-      encoder_.patch_embed.collect_parameters(units_[0]);
-      if (options_.semantics == freeze::FreezeSemantics::truncate)
-        units_[0].push_back(&encoder_.cls_token);
-      else
-        always_trained_.push_back(&encoder_.cls_token);
-    }
-    for (int b = 0; b < depth; ++b)
-      encoder_.blocks[std::size_t(b)].collect_parameters(units_[std::size_t(unit_of_block(b))]);
-    encoder_.norm.collect_parameters(units_.back());
-    if constexpr (ObjectiveWithTaps<Objective, T>) {
-      // A tap's norm, decoder and head share its block's unit and freeze (are dropped) with it.
-      for (int k = 0; k < objective_.tap_count(); ++k)
-        objective_.collect_tap_parameters(k, units_[std::size_t(unit_of_block(objective_.tap_block(k)))]);
-    } else {
-      objective_.collect_parameters(units_.back());
-    }
-  }
-
   void drop_taps_of_unit(int u) {
     if constexpr (ObjectiveWithTaps<Objective, T>)
-      for (int k = 0; k < objective_.tap_count(); ++k)
-        if (unit_of_block(objective_.tap_block(k)) == u) {
-          if (objective_.tap_active(k)) objective_.drop_tap(k);
-          engine_.drop_tap(k);
-        }
+      units_.for_each_tap_of_unit(u, [&](int k) {
+        if (objective_.tap_active(k)) objective_.drop_tap(k);
+        engine_.drop_tap(k);
+      });
   }
 
   // The unit stops training: no gradient buffers, no optimiser state, no backward work.
   void freeze_unit(int u) {
     drop_taps_of_unit(u);
-    for (auto* p : units_[std::size_t(u)]) {
+    for (auto* p : units_.unit(u)) {
       p->freeze();
       optimizer_.release(*p);
     }
+    if constexpr (kDeviceEngine)
+      for (std::size_t i = 0; i < unit_of_parameter_.size(); ++i)
+        if (unit_of_parameter_[i] == u) engine_.freeze(i);
     if (metrics()) metrics()->log(freeze_record(u, controller_.last_step()));
   }
 
   bool gradients_finite() const {
-    auto finite = [](const nn::ParameterList<T>& ps) {
-      for (auto* p : ps) {
-        if (p->grad.empty()) continue;
-        for (std::int64_t i = 0; i < p->grad.numel(); ++i)
-          if (!std::isfinite(double(p->grad[i]))) return false;
-      }
-      return true;
-    };
-    for (auto& u : units_)
-      if (!finite(u)) return false;
-    return finite(always_trained_);
+    for (const auto* p : all_parameters()) {
+      if (p->grad.empty()) continue;
+      for (std::int64_t i = 0; i < p->grad.numel(); ++i)
+        if (!std::isfinite(double(p->grad[i]))) return false;
+    }
+    return true;
   }
 
   // Skip: the step leaves no trace but the counter. Stop (or too many skips): the state before
@@ -724,14 +555,15 @@ class Pretrainer {
     const bool window_end = (g + 1) % A == 0;
     std::string what = "non-finite " + std::string(std::isnan(loss) ? "loss or gradient" : "loss") +
                        " at iteration " + std::to_string(g);
-    if (options_.non_finite == NonFinitePolicy::skip && (window_failed_ || ++skipped_ <= options_.max_skipped_steps)) {
+    if (options_.non_finite == NonFinitePolicy::skip &&
+        (window_failed_ || ++at_.skipped_steps <= options_.max_skipped_steps)) {
       window_failed_ = !window_end;
-      next_iteration_ = g + 1;
+      at_.next_iteration = g + 1;
       return loss;
     }
     if (options_.non_finite == NonFinitePolicy::skip) what += " (too many skipped steps)";
-    next_iteration_ = g - g % A;  // parameters and optimiser are still those before this window
-    progress_ = progress_at_window_start_;
+    at_.next_iteration = g - g % A;  // parameters and optimiser are still those before this window
+    at_.progress = progress_at_window_start_;
     if (!options_.checkpoint_dir.empty()) {
       try {
         what += "; last good state saved to " + save_checkpoint().string();
@@ -746,25 +578,25 @@ class Pretrainer {
 
   void log_step(int epoch, std::int64_t g, double loss) { metrics()->log(step_record(epoch, g, loss, controller_)); }
 
-  Encoder& encoder_;
   Objective& objective_;
   Masking masking_;
   freeze::FreezeController& controller_;
   optim::AdamW<T>& optimizer_;
   PretrainOptions options_;
+  UnitMap<Encoder, Objective, T> units_;
   Engine engine_;
-  std::vector<nn::ParameterList<T>> units_;
-  nn::ParameterList<T> always_trained_;
+  std::vector<int> unit_of_parameter_;  // per all_parameters() entry; -1: trains at the global LR
+  std::vector<double> lrs_;             // device engines: the update's per-parameter LRs
   std::optional<io::MetricsLog> metrics_;
   std::optional<io::RunCheckpoints> checkpoints_;  // when options.checkpoint_dir is set
   std::optional<dist::ReplicaGroup<T>> replicas_;
   std::int64_t window_samples_ = 0;  // data parallel: this rank's samples in the current window
-  std::int64_t skipped_ = 0;
-  bool window_failed_ = false;  // a micro-batch of the current accumulation window was non-finite
-  std::int64_t next_iteration_ = 0;
-  std::vector<EpochReport> history_;  // the run's finished epochs
-  EpochProgress progress_, progress_at_window_start_;
-  bool resumed_ = false;       // fit() starts at next_iteration_
+  bool window_failed_ = false;       // a micro-batch of the current accumulation window was non-finite
+  RunPosition at_;
+  EpochProgress progress_at_window_start_;
+  std::int64_t epoch_start_g_ = 0, settled_ = 0;  // device engines: the epoch's losses read so far
+  double last_settled_loss_ = NAN;
+  bool resumed_ = false;       // fit() starts at the restored position
   bool resumed_from_ = false;  // a checkpoint was loaded (metrics append)
   bool dumped_ = false;
 };
