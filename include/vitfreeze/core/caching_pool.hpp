@@ -8,8 +8,8 @@
 // Size classes: 4 per octave (2^k * {1, 1.25, 1.5, 1.75}), at least 256 bytes, so a block wastes at
 // most 25 % and a class fits many nearby sizes (activations of the last, partial batch reuse blocks).
 //
-// Raw: `static void* allocate(std::size_t bytes)` (throws on failure) and
-//      `static void deallocate(void* p) noexcept`.
+// Raw: `void* allocate(std::size_t bytes)` (throws on failure) and `void deallocate(void* p) noexcept`,
+//      static or not: the pool keeps a copy (the device allocator's names its device).
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -38,7 +38,7 @@ struct PoolStats {
 template <class Raw>
 class CachingPool : public std::enable_shared_from_this<CachingPool<Raw>> {
  public:
-  CachingPool() = default;
+  explicit CachingPool(Raw raw = Raw{}) : raw_(std::move(raw)) {}
   CachingPool(const CachingPool&) = delete;
   CachingPool& operator=(const CachingPool&) = delete;
   ~CachingPool() { release_cached(); }
@@ -60,7 +60,7 @@ class CachingPool : public std::enable_shared_from_this<CachingPool<Raw>> {
   void release_cached() noexcept {
     std::lock_guard lock(mutex_);
     for (auto& [cls, list] : free_) {
-      for (void* p : list) Raw::deallocate(p);
+      for (void* p : list) raw_.deallocate(p);
       stats_.bytes_cached -= cls * list.size();
       list.clear();
     }
@@ -86,10 +86,10 @@ class CachingPool : public std::enable_shared_from_this<CachingPool<Raw>> {
     }
     void* p = nullptr;
     try {
-      p = Raw::allocate(cls);
+      p = raw_.allocate(cls);
     } catch (...) {  // cached blocks of other classes may make room
       release_cached();
-      p = Raw::allocate(cls);
+      p = raw_.allocate(cls);
     }
     std::lock_guard lock(mutex_);
     ++stats_.malloc_calls;
@@ -104,10 +104,11 @@ class CachingPool : public std::enable_shared_from_this<CachingPool<Raw>> {
       free_[cls].push_back(p);
       stats_.bytes_cached += cls;
     } catch (...) {
-      Raw::deallocate(p);  // no room to remember it: return it instead
+      raw_.deallocate(p);  // no room to remember it: return it instead
     }
   }
 
+  Raw raw_;
   mutable std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> free_;
   PoolStats stats_;

@@ -79,7 +79,7 @@ class CudaContext {
 
   // Uninitialised device tensor from the cache.
   template <class T>
-  Tensor<T> empty(const Shape& shape) {
+  DeviceTensor<T> empty(const Shape& shape) {
     return allocator_.tensor<T>(shape);
   }
 
