@@ -1,5 +1,5 @@
 #pragma once
-// Dynamic loss scaling on the device (the rule: optim/loss_scaling.hpp). The scale and its schedule
+// Dynamic loss scaling on the device (the rule: core/loss_scale.hpp). The scale and its schedule
 // live in device memory, so a step needs no host round trip: the loss backward reads the scale as its
 // seed, a multi-tensor check flags non-finite weight gradients, AdamW reads the flag (skips) and the
 // scale (divides), and a one-thread kernel advances the schedule. The host learns what happened one
@@ -17,12 +17,9 @@
 
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/device_math.cuh"
-#include "vitfreeze/optim/loss_scaling.hpp"
+#include "vitfreeze/core/loss_scale.hpp"
 
 namespace vitfreeze::cuda {
-
-using optim::LossScaleOptions;
-using optim::LossScaleState;
 
 namespace kernels {
 
@@ -39,7 +36,7 @@ __global__ void find_non_finite_gradients(const Slice* slices, LossScaleState* s
 }
 
 __global__ void advance_loss_scale(LossScaleState* state, LossScaleOptions options) {
-  optim::advance_loss_scale(*state, options);
+  advance_loss_scale(*state, options);
 }
 
 }  // namespace kernels
@@ -47,9 +44,9 @@ __global__ void advance_loss_scale(LossScaleState* state, LossScaleOptions optio
 class DeviceLossScaler {
  public:
   DeviceLossScaler(CudaContext& ctx, LossScaleOptions options) : options_(options) {
-    optim::validate(options_);
+    validate(options_);
     state_ = ctx.allocator().allocate(sizeof(LossScaleState));
-    const LossScaleState initial = optim::initial_loss_scale_state(options_);
+    const LossScaleState initial = initial_loss_scale_state(options_);
     check(cudaMemcpyAsync(state_.data(), &initial, sizeof initial, cudaMemcpyHostToDevice, ctx.stream()),
           "cudaMemcpyAsync(loss scale state)");  // pageable source: staged before the call returns
     LossScaleState* host = nullptr;
@@ -104,6 +101,10 @@ class DeviceLossScaler {
                          "); the run diverged, it did not just overflow");
     return last_;
   }
+
+  // A replayed step graph ran advance()'s work (kernel, copy into the mirror, event) without the
+  // host calling it: the next settle() must wait for that copy.
+  void replayed() { pending_ = true; }
 
   // What the host last learnt (settle()).
   const LossScaleState& last_settled() const { return last_; }
