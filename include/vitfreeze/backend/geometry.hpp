@@ -29,6 +29,19 @@ struct HogGeometry {
   VITFREEZE_HOST_DEVICE std::int64_t row_width() const { return channels * nbins; }
 };
 
+// A reconstruction target's grid (mim/targets.hpp): the images [batch, channels, height, width] cut
+// into cell x cell squares in raster order, `lead` zero rows before each sample's cells (the cls row
+// a prediction keeps): rows [batch, lead + cells].
+struct TargetGeometry {
+  std::int64_t batch = 0, channels = 0, height = 0, width = 0;
+  int cell = 1;
+  std::int64_t lead = 0;
+  std::int64_t cells_w() const { return width / cell; }
+  std::int64_t cells() const { return (height / cell) * cells_w(); }
+  std::int64_t rows_per_sample() const { return lead + cells(); }
+  bool operator==(const TargetGeometry&) const = default;
+};
+
 // A histogram is divided by max(||h||, this) (F.normalize's eps), so an empty cell stays zero.
 inline constexpr double kHogNormEps = 1e-12;
 

@@ -14,7 +14,8 @@
 //                                                                  on the host, for T in {float, double};
 //                                                                  several geometries of the same images
 //                                                                  at once (HOG shares one pass)
-// Optionally a device version (backend/cuda runs those it knows: pixels and HOG).
+// Optionally `static constexpr device_kernel`: the backend kernel that computes it where the images
+// are not on the host (backend/target_kernels.hpp; backend/cuda has both: pixels and HOG).
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -23,19 +24,13 @@
 
 #include "vitfreeze/backend/cpu/hog.hpp"
 #include "vitfreeze/backend/cpu/patch_targets.hpp"
+#include "vitfreeze/backend/geometry.hpp"
+#include "vitfreeze/backend/target_kernels.hpp"
 #include "vitfreeze/mim/norm_pix.hpp"
 
 namespace vitfreeze::mim {
 
-struct TargetGeometry {
-  std::int64_t batch = 0, channels = 0, height = 0, width = 0;
-  int cell = 1;           // pixels per cell side
-  std::int64_t lead = 0;  // zero rows before each sample's cells
-  std::int64_t cells_w() const { return width / cell; }
-  std::int64_t cells() const { return (height / cell) * cells_w(); }
-  std::int64_t rows_per_sample() const { return lead + cells(); }
-  bool operator==(const TargetGeometry&) const = default;
-};
+using vitfreeze::TargetGeometry;  // backend/geometry.hpp: the device kernels read it too
 
 template <class R>
 concept ReconstructionTarget = requires(const float* fi, const double* di, std::span<const TargetGeometry> g,
@@ -60,6 +55,7 @@ template <bool Normalize>
 struct CellPixels {
   static constexpr const char* name = Normalize ? "normalised-pixels" : "pixels";
   static constexpr bool normalized = Normalize;
+  static constexpr CellPixelsKernel device_kernel{Normalize, kNormPixEps};
   static constexpr int values(int channels, int cell) { return channels * cell * cell; }
 
   template <CpuScalar T>
@@ -79,6 +75,7 @@ struct Hog {
   static_assert(NBins >= 1 && NBins <= 32, "Hog: 1 to 32 orientation bins");
   static constexpr const char* name = "hog";
   static constexpr int bins = NBins;
+  static constexpr HogKernel device_kernel{NBins};
   static constexpr int values(int channels, int /*cell*/) { return channels * NBins; }
 
   template <CpuScalar T>

@@ -12,13 +12,9 @@
 // Types: fp32 inputs -> fp32 output (true fp32, not TF32), or bf16 (fp16) inputs -> bf16 (fp16) or
 // fp32 output; the accumulation is fp32 in all cases. beta = 1 accumulates into C (weight gradients over micro-steps).
 //
-// Epilogues, in row-major terms (bias, aux and bias_grad have the output's element type):
-//   bias           C = alpha op(A) op(B) + beta C + bias[n]   (bias: [N], broadcast over rows)
-//   gelu_aux_bias  pre = alpha op(A) op(B) + beta C + bias[n]; aux = pre; C = gelu(pre)
-//   dgelu          C = (alpha op(A) op(B)) * gelu'(aux)        (beta must be 0)
-//   bgradb         C as without epilogue, and bias_grad[m] = sum_k op(A)[m, k]   (written, not
-//                  accumulated). For dW = dy^T x (A = dy, trans_a) this is db = column sums of dy.
-// aux is [M, N] with row stride ld_aux, a multiple of 8 (cuBLASLt's rule).
+// Epilogues: the backend-neutral GemmEpilogue of backend/gemm_epilogue.hpp (bias, gelu_aux_bias,
+// dgelu, bgradb; bias, aux and bias_grad have the output's element type), mapped onto cuBLASLt's;
+// aux's row stride ld_aux must be a multiple of 8 (cuBLASLt's rule).
 // cuBLASLt's GELU is the tanh approximation as far as PyTorch and llm.c assume (NVIDIA does not
 // document it; tests/cuda/test_cuda_ops.cu reports which one the device computes). The exact-erf GELU
 // of the CPU backend is gelu_forward/gelu_backward in gelu.cuh, after a `bias` GEMM.
@@ -31,29 +27,13 @@
 #include <type_traits>
 
 #include "vitfreeze/backend/cuda/context.hpp"
+#include "vitfreeze/backend/gemm_epilogue.hpp"
 #include "vitfreeze/core/dtype.hpp"
 
 namespace vitfreeze::cuda {
 
-enum class Epilogue : std::uint32_t {
-  none = CUBLASLT_EPILOGUE_DEFAULT,
-  bias = CUBLASLT_EPILOGUE_BIAS,
-  gelu_aux_bias = CUBLASLT_EPILOGUE_GELU_AUX_BIAS,
-  dgelu = CUBLASLT_EPILOGUE_DGELU,
-  bgradb = CUBLASLT_EPILOGUE_BGRADB,
-};
-
 struct GemmBatch {
   std::int64_t count = 1, stride_a = 0, stride_b = 0, stride_c = 0;  // strides in elements
-};
-
-template <class Out>
-struct GemmEpilogue {
-  Epilogue kind = Epilogue::none;
-  const Out* bias = nullptr;  // bias, gelu_aux_bias
-  Out* aux = nullptr;         // gelu_aux_bias: written; dgelu: read
-  std::int64_t ld_aux = 0;
-  Out* bias_grad = nullptr;   // bgradb
 };
 
 // Input/output element type pairs cuBLASLt runs with fp32 accumulation here.
@@ -63,6 +43,17 @@ concept GemmTypes = (std::is_same_v<In, float> && std::is_same_v<Out, float>) ||
                      (std::is_same_v<Out, In> || std::is_same_v<Out, float>));
 
 namespace detail {
+
+constexpr cublasLtEpilogue_t lt_epilogue(Epilogue e) {
+  switch (e) {
+    case Epilogue::bias: return CUBLASLT_EPILOGUE_BIAS;
+    case Epilogue::gelu_aux_bias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case Epilogue::dgelu: return CUBLASLT_EPILOGUE_DGELU;
+    case Epilogue::bgradb: return CUBLASLT_EPILOGUE_BGRADB;
+    case Epilogue::none: break;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
 
 template <class T>
 constexpr cudaDataType_t cuda_type() {
@@ -207,7 +198,7 @@ void gemm(CudaContext& ctx, bool trans_a, bool trans_b, std::int64_t M, std::int
   key.ld_aux = uses_aux ? epilogue.ld_aux : 0;
   key.input_type = detail::cuda_type<In>();
   key.output_type = detail::cuda_type<Out>();
-  key.epilogue = static_cast<std::uint32_t>(kind);
+  key.epilogue = static_cast<std::uint32_t>(detail::lt_epilogue(kind));
   const std::int64_t count = batch.count;
   key.batch_count = count;
   key.stride_a = count > 1 ? batch.stride_a : 0;  // unused for one GEMM: keep single calls on one plan

@@ -1,5 +1,5 @@
 #pragma once
-// LocalMIM's HOG targets on the device, the formula of mim/hog.hpp (reflect-padded Sobel pair
+// LocalMIM's HOG targets on the device, the formula of backend/cpu/hog.hpp (reflect-padded Sobel pair
 // g0 = left - right, g1 = top - bottom; mag = sqrt(g0^2 + g1^2); hard bin floor(atan2(g0, g1) / pi
 // * nbins) mod nbins; mean over each pool x pool cell; L2 over the bins with max(norm, 1e-12)),
 // for any number of channels, one pool size per call.
@@ -16,21 +16,11 @@
 
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/device_math.cuh"
-#include "vitfreeze/mim/hog.hpp"
+#include "vitfreeze/backend/geometry.hpp"
 
 namespace vitfreeze::cuda {
 
 inline constexpr int kMaxHogBins = 32;  // per-thread histogram size (LocalMIM uses 9 or 18)
-
-struct HogGeometry {
-  std::int64_t batch = 0, channels = 0, height = 0, width = 0;
-  int nbins = 9, pool = 1;
-  std::int64_t lead = 0;
-  __host__ __device__ std::int64_t cells_w() const { return width / pool; }
-  __host__ __device__ std::int64_t cells() const { return (height / pool) * cells_w(); }
-  __host__ __device__ std::int64_t rows_per_sample() const { return lead + cells(); }
-  __host__ __device__ std::int64_t row_width() const { return channels * nbins; }
-};
 
 namespace kernels {
 __device__ __forceinline__ std::int64_t hog_reflect(std::int64_t i, std::int64_t n) {
@@ -77,7 +67,7 @@ __global__ void hog_cells(const float* images, T* target, HogGeometry g, std::in
       hist[k] = __fmul_rn(hist[k], inv_area);
       squares = __fadd_rn(squares, __fmul_rn(hist[k], hist[k]));
     }
-    const float norm = fmaxf(__fsqrt_rn(squares), static_cast<float>(mim::kHogNormEps));
+    const float norm = fmaxf(__fsqrt_rn(squares), static_cast<float>(kHogNormEps));
     for (int k = 0; k < g.nbins; ++k) out[k] = from_float<T>(__fdiv_rn(hist[k], norm));
   }
 }

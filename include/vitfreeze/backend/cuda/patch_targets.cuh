@@ -1,8 +1,8 @@
 #pragma once
 // MAE reconstruction targets straight from the images: pixel-major patches, optionally normalised
-// per patch as mim::normalize_patches_in_place (mean, unbiased variance + eps), written as rows
-// 1..L of a [B, 1 + L, P] buffer whose row 0 (the cls position) is zero. The decoder's prediction
-// keeps its cls row too, so prediction and target line up row for row and the loss weights the cls
+// per patch as cpu::patch_targets (mean, unbiased variance + eps), written as rows lead..lead+L-1
+// of a [B, lead + L, P] buffer whose first `lead` rows per sample are zero. MAE's decoder keeps its
+// cls row (lead = 1), so prediction and target line up row for row and the loss weights the cls
 // rows with 0: no slicing copies on either side.
 #include <cstdint>
 #include <string>
@@ -17,17 +17,18 @@ namespace kernels {
 // statistics and the output come from shared memory: one coalesced pass over the image instead of
 // three strided gathers (1.25 ms -> the copy's cost for MAE ViT-B/16 at batch 256 on an H100).
 template <DeviceScalar T>
-__global__ void patch_targets(const float* images, T* target, PatchIndex index, bool normalize, float eps) {
+__global__ void patch_targets(const float* images, T* target, PatchIndex index, std::int64_t lead, bool normalize,
+                              float eps) {
   extern __shared__ float patch[];  // [P], pixel-major: (u p + v) C + c
-  const std::int64_t row = blockIdx.x;  // b * (L + 1) + t
+  const std::int64_t row = blockIdx.x;  // b * (lead + L) + t
   const std::int64_t L = index.patches, P = index.patch_dim, p = index.patch, C = index.channels;
-  const std::int64_t t = row % (L + 1), b = row / (L + 1);
+  const std::int64_t t = row % (lead + L), b = row / (lead + L);
   T* out = target + row * P;
-  if (t == 0) {
+  if (t < lead) {
     for (std::int64_t k = threadIdx.x; k < P; k += blockDim.x) out[k] = from_float<T>(0.0f);
     return;
   }
-  const std::int64_t l = t - 1, top = l / index.grid_w * p, left = l % index.grid_w * p;
+  const std::int64_t l = t - lead, top = l / index.grid_w * p, left = l % index.grid_w * p;
   for (std::int64_t k = threadIdx.x; k < P; k += blockDim.x) {  // k = (c p + u) p + v: image order
     const std::int64_t v = k % p, u = k / p % p, c = k / (p * p);
     patch[(u * p + v) * C + c] = images[((b * C + c) * index.height + top + u) * index.width + left + v];
@@ -46,18 +47,20 @@ __global__ void patch_targets(const float* images, T* target, PatchIndex index, 
 }
 }  // namespace kernels
 
-// images [B, C, H, W] fp32 -> target [B, 1 + L, P] (pixel-major patches, row 0 of each sample zero).
+// images [B, C, H, W] fp32 -> target [B, lead + L, P] (pixel-major patches, the first `lead` rows of
+// each sample zero).
 template <DeviceScalar T>
 void patch_targets(CudaContext& ctx, const float* images, T* target, const PatchGeometry& g, bool normalize,
-                   double eps = 1e-6) {
+                   double eps = 1e-6, std::int64_t lead = 1) {
   const kernels::PatchIndex index = detail::patch_index(g, PatchLayout::pixel_major);
   if (normalize && index.patch_dim < 2) throw ShapeError("cuda::patch_targets: normalising needs >= 2 values per patch");
-  const std::int64_t rows = g.batch * (index.patches + 1);
+  if (lead < 0) throw ShapeError("cuda::patch_targets: negative lead rows");
+  const std::int64_t rows = g.batch * (index.patches + lead);
   if (rows <= 0) return;
   const std::size_t shared = sizeof(float) * static_cast<std::size_t>(index.patch_dim);
   if (shared > 48 * 1024) throw ShapeError("cuda::patch_targets: a patch of " + std::to_string(index.patch_dim) + " values exceeds shared memory");
   kernels::patch_targets<T><<<static_cast<unsigned>(rows), detail::kBlock, shared, ctx.stream()>>>(
-      images, target, index, normalize, static_cast<float>(eps));
+      images, target, index, lead, normalize, static_cast<float>(eps));
   check_launch("patch_targets");
 }
 

@@ -3,24 +3,18 @@
 // arithmetic order), for LocalMIM's scale heads:
 //   pixel_shuffle_2x2  [B, h, w, 4C] -> [B, 2h, 2w, C] (+ bias[C]): y[b, 2i+dy, 2j+dx, c] = x[b, i, j, 4c + 2dy + dx]
 //   avg_pool_2x2       [B, 2h, 2w, C] -> [B, h, w, C], the mean of each 2x2 block
-// Difference from the CPU: the input map may sit behind `skip` leading rows per sample (the
+// The input map may sit behind `skip` leading rows per sample (the
 // decoder's cls row: sample b's pixel p is row b * (skip + pixels) + skip + p), so the decoder
 // output is read in place; the backwards overwrite their whole output, writing zeros into the
-// skipped rows (the cls row gets no gradient, as the CPU's slice backward gives).
+// skipped rows (the cls row gets no gradient, as the CPU's slice backward gives). MapGeometry:
+// backend/geometry.hpp.
 #include <cstdint>
 
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/device_math.cuh"
+#include "vitfreeze/backend/geometry.hpp"
 
 namespace vitfreeze::cuda {
-
-// The input map of a spatial op: `batch` maps of height x width pixels, each after `skip` rows.
-struct MapGeometry {
-  std::int64_t batch = 0, height = 0, width = 0, skip = 0;
-  __host__ __device__ std::int64_t pixels() const { return height * width; }
-  __host__ __device__ std::int64_t rows_per_sample() const { return skip + pixels(); }
-  __host__ __device__ std::int64_t rows() const { return batch * rows_per_sample(); }
-};
 
 namespace kernels {
 #define VITFREEZE_GRID_STRIDE(i, n) \
