@@ -1,68 +1,67 @@
 #pragma once
-// A trainable tensor on the device, made from the host Parameter it mirrors (same name, same
-// initial values, so a model initialised on the CPU trains on the GPU unchanged):
+// The CUDA backend's parameter handle (Cuda::Parameter<P>, what the models in model/ read and
+// accumulate into): a trainable tensor on the device, made from the host Parameter it mirrors (same
+// name, same initial values, so a model initialised on the CPU trains on the GPU unchanged):
 //   master   fp32 values, what AdamW updates and checkpoints read;
-//   working  the activation type's copy the GEMMs and kernels read (the master itself for fp32);
+//   working  the policy's activation-type copy the GEMMs and kernels read (the master itself for fp32);
 //   grad, m, v  fp32, present only while the parameter trains: freezing releases all three.
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <string>
 #include <type_traits>
-#include <vector>
 
-#include "vitfreeze/autograd/parameter.hpp"
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/elementwise.cuh"
+#include "vitfreeze/core/parameter.hpp"
+#include "vitfreeze/core/precision.hpp"
 
-namespace vitfreeze::cuda::nn {
+namespace vitfreeze::cuda {
 
-// The buffer's memory as E* (a free function: inside templates, b.as<E>() would need `template`).
-template <class E>
-E* data_of(const DeviceBuffer& b) {
-  return static_cast<E*>(b.data());
-}
-
-template <DeviceScalar T>
-class DeviceParameter {
+template <PrecisionPolicy P>
+  requires std::is_same_v<typename P::Master, float> && DeviceScalar<typename P::Activation>
+class CudaParameter {
  public:
-  DeviceParameter() = default;
-  DeviceParameter(CudaContext& ctx, const Parameter<float>& host)
-      : name(host.name), decay(host.decay), numel_(host.value.numel()), shape_(host.value.shape()) {
+  using T = typename P::Activation;
+
+  CudaParameter() = default;
+  CudaParameter(CudaContext& ctx, const Parameter<float>& host)
+      : decay(host.decay), name_(host.name), numel_(host.value.numel()), shape_(host.value.shape()) {
     master_ = ctx.allocator().allocate(sizeof(float) * std::size_t(numel_));
     check(cudaMemcpyAsync(master_.data(), host.value.data(), master_.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
           "cudaMemcpyAsync(parameter upload)");
     if constexpr (!std::is_same_v<T, float>) {
       working_ = ctx.allocator().allocate(sizeof(T) * std::size_t(numel_));
-      convert<T>(ctx, data_of<float>(master_), data_of<T>(working_), numel_);
+      convert<T>(ctx, master_.as<float>(), working_.as<T>(), numel_);
     }
     if (host.trainable) unfreeze(ctx);
   }
 
-  std::string name;
   bool decay = true;
   std::int64_t step = 0;  // AdamW updates so far
 
+  const std::string& name() const { return name_; }
   std::int64_t numel() const { return numel_; }
   const Shape& shape() const { return shape_; }
   bool trainable() const { return !grad_.empty(); }
 
   const T* value() const {
     if constexpr (std::is_same_v<T, float>)
-      return data_of<float>(master_);
+      return master_.as<float>();
     else
-      return data_of<T>(working_);
+      return working_.as<T>();
   }
-  float* master() const { return data_of<float>(master_); }
+  float* master() const { return master_.as<float>(); }
   T* working_copy() const {  // null for fp32 (the master is read directly)
     if constexpr (std::is_same_v<T, float>)
       return nullptr;
     else
-      return data_of<T>(working_);
+      return working_.as<T>();
   }
-  float* grad() const { return data_of<float>(grad_); }
-  float* m() const { return data_of<float>(m_); }
-  float* v() const { return data_of<float>(v_); }
+  // Null when frozen: the backward then does no work for this tensor.
+  float* grad() const { return grad_.as<float>(); }
+  float* m() const { return m_.as<float>(); }
+  float* v() const { return v_.as<float>(); }
 
   void zero_grad(CudaContext& ctx) const {
     if (trainable()) check(cudaMemsetAsync(grad_.data(), 0, grad_.bytes(), ctx.stream()), "cudaMemsetAsync(grad)");
@@ -85,7 +84,7 @@ class DeviceParameter {
   void values_to_host(CudaContext& ctx, Parameter<float>& host) const { copy_out(ctx, master_, host.value); }
   // The AdamW moments into m and v (host tensors of this shape); the step count is `step`.
   void moments_to_host(CudaContext& ctx, Tensor<float>& m, Tensor<float>& v) const {
-    if (!trainable()) throw ConfigError("DeviceParameter " + name + ": frozen, no optimizer state");
+    if (!trainable()) throw ConfigError("CudaParameter " + name_ + ": frozen, no optimizer state");
     copy_out(ctx, m_, m);
     copy_out(ctx, v_, v);
   }
@@ -94,10 +93,10 @@ class DeviceParameter {
   // state, a trained one without state starts from zero moments.
   void assign_from_host(CudaContext& ctx, const Parameter<float>& host, const Tensor<float>* m, const Tensor<float>* v,
                         std::int64_t adam_step) {
-    expect_shape(host.value.shape(), shape_, ("DeviceParameter " + name).c_str());
+    expect_shape(host.value.shape(), shape_, ("CudaParameter " + name_).c_str());
     check(cudaMemcpyAsync(master_.data(), host.value.data(), master_.bytes(), cudaMemcpyHostToDevice, ctx.stream()),
           "cudaMemcpyAsync(parameter restore)");
-    if constexpr (!std::is_same_v<T, float>) convert<T>(ctx, data_of<float>(master_), data_of<T>(working_), numel_);
+    if constexpr (!std::is_same_v<T, float>) convert<T>(ctx, master_.as<float>(), working_.as<T>(), numel_);
     if (!host.trainable) {
       freeze();
       step = 0;
@@ -108,8 +107,8 @@ class DeviceParameter {
       check(cudaMemsetAsync(b->data(), 0, b->bytes(), ctx.stream()), "cudaMemsetAsync(parameter state)");
     step = 0;
     if (m && v) {
-      expect_shape(m->shape(), shape_, ("AdamW m of " + name).c_str());
-      expect_shape(v->shape(), shape_, ("AdamW v of " + name).c_str());
+      expect_shape(m->shape(), shape_, ("AdamW m of " + name_).c_str());
+      expect_shape(v->shape(), shape_, ("AdamW v of " + name_).c_str());
       check(cudaMemcpyAsync(m_.data(), m->data(), m_.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(m restore)");
       check(cudaMemcpyAsync(v_.data(), v->data(), v_.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(v restore)");
       step = adam_step;
@@ -118,60 +117,23 @@ class DeviceParameter {
   }
   Tensor<float> grad_to_host(CudaContext& ctx) const {
     Tensor<float> out(shape_);
-    if (!trainable()) throw ConfigError("DeviceParameter " + name + ": frozen, no gradient");
+    if (!trainable()) throw ConfigError("CudaParameter " + name_ + ": frozen, no gradient");
     copy_out(ctx, grad_, out);
     return out;
   }
 
  private:
   void copy_out(CudaContext& ctx, const DeviceBuffer& from, const Tensor<float>& to) const {
-    expect_shape(to.shape(), shape_, ("DeviceParameter " + name).c_str());
+    expect_shape(to.shape(), shape_, ("CudaParameter " + name_).c_str());
     check(cudaMemcpyAsync(to.data(), from.data(), to.bytes(), cudaMemcpyDeviceToHost, ctx.stream()),
           "cudaMemcpyAsync(parameter download)");
     ctx.synchronize();
   }
 
+  std::string name_;
   std::int64_t numel_ = 0;
   Shape shape_;
   DeviceBuffer master_, working_, grad_, m_, v_;
 };
 
-template <DeviceScalar T>
-using DeviceParameterList = std::vector<DeviceParameter<T>*>;
-
-// A device buffer of n elements of E from the context's cache (uninitialised).
-template <class E>
-DeviceBuffer device_array(CudaContext& ctx, std::int64_t n) {
-  return ctx.allocator().allocate(sizeof(E) * static_cast<std::size_t>(n > 0 ? n : 1));
-}
-
-// A device copy of host bytes. Pageable host memory is staged before the call returns, so the
-// host buffer may go right away.
-inline DeviceBuffer upload_bytes(CudaContext& ctx, const void* host, std::size_t bytes) {
-  DeviceBuffer b = ctx.allocator().allocate(bytes);
-  check(cudaMemcpyAsync(b.data(), host, bytes, cudaMemcpyHostToDevice, ctx.stream()), "cudaMemcpyAsync(upload)");
-  return b;
-}
-
-// fp32 input data as the activation type: the data itself for fp32, else a converted copy that
-// `storage` keeps alive.
-template <DeviceScalar T>
-const T* as_activation(CudaContext& ctx, const float* data, std::int64_t n, DeviceBuffer& storage) {
-  if constexpr (std::is_same_v<T, float>) {
-    return data;
-  } else {
-    storage = device_array<T>(ctx, n);
-    convert<T>(ctx, data, data_of<T>(storage), n);
-    return data_of<T>(storage);
-  }
-}
-
-// The same, zero-filled on the context's stream (for gradients the backwards accumulate into).
-template <class E>
-DeviceBuffer device_zeros(CudaContext& ctx, std::int64_t n) {
-  DeviceBuffer b = device_array<E>(ctx, n);
-  check(cudaMemsetAsync(b.data(), 0, b.bytes(), ctx.stream()), "cudaMemsetAsync(zeros)");
-  return b;
-}
-
-}  // namespace vitfreeze::cuda::nn
+}  // namespace vitfreeze::cuda

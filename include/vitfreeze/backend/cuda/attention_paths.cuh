@@ -1,6 +1,7 @@
 #pragma once
-// softmax(q k^T / sqrt(hd)) v over the fused qkv buffer [B, T, 3D] -> [B, T, D], picked by the
-// precision policy and what the machine offers:
+// The CUDA backend's attention (Cuda::attention_forward/backward): softmax(q k^T / sqrt(hd)) v over
+// the fused qkv buffer [B, T, 3D] -> [B, T, D], the path picked by the storage type and what the
+// machine offers:
 //   bf16, fp16: cuDNN's fused flash attention (cudnn_sdpa.hpp) when the translation unit opts in with
 //         VITFREEZE_WITH_CUDNN and cuDNN supports the shape; otherwise batched cuBLASLt GEMMs plus
 //         own softmax/permute kernels (attention_gemm.cuh), with the reason printed once per shape;
@@ -17,13 +18,11 @@
 
 #include "vitfreeze/backend/cuda/attention.cuh"
 #include "vitfreeze/backend/cuda/attention_gemm.cuh"
-#include "vitfreeze/backend/cuda/nn/parameter.cuh"
-#include "vitfreeze/backend/cuda/nn/precision.hpp"
 #if defined(VITFREEZE_WITH_CUDNN)
 #include "vitfreeze/backend/cuda/cudnn_sdpa.hpp"
 #endif
 
-namespace vitfreeze::cuda::nn {
+namespace vitfreeze::cuda {
 
 // Per-context switch and memory of the attention path (a CudaContext service).
 struct AttentionPaths {
@@ -71,9 +70,8 @@ struct AttentionPaths {
 #endif
 };
 
-template <PrecisionPolicy P>
-struct AttentionCore {
-  using T = typename P::Activation;
+template <DeviceScalar T>
+struct AttentionPath {
   static constexpr bool kHalf = HalfScalar<T>;  // bf16 or fp16: cuDNN or GEMM attention
 
   struct Saved {
@@ -88,8 +86,9 @@ struct AttentionCore {
 #if defined(VITFREEZE_WITH_CUDNN)
       AttentionPaths& paths = ctx.service<AttentionPaths>();
       if (paths.use_cudnn<T>(s)) {
-        DeviceBuffer stats = saved ? device_array<float>(ctx, s.batch * s.heads * s.tokens) : DeviceBuffer();
-        paths.sdpa.forward(qkv, out, saved ? data_of<float>(stats) : nullptr, s);
+        DeviceBuffer stats =
+            saved ? ctx.allocator().allocate(sizeof(float) * std::size_t(s.batch * s.heads * s.tokens)) : DeviceBuffer();
+        paths.sdpa.forward(qkv, out, saved ? stats.as<float>() : nullptr, s);
         if (saved) {
           saved->stats = stats;
           saved->cudnn = true;
@@ -102,8 +101,8 @@ struct AttentionCore {
       else
         attention_forward_gemm_inference(ctx, qkv, out, s);
     } else {
-      DeviceBuffer probs = device_array<float>(ctx, s.batch * s.heads * s.tokens * s.tokens);
-      attention_forward(ctx, qkv, out, data_of<float>(probs), s);
+      DeviceBuffer probs = ctx.allocator().allocate(sizeof(float) * std::size_t(s.batch * s.heads * s.tokens * s.tokens));
+      attention_forward(ctx, qkv, out, probs.as<float>(), s);
       if (saved) saved->probs = probs;
     }
   }
@@ -114,7 +113,7 @@ struct AttentionCore {
     if constexpr (kHalf) {
 #if defined(VITFREEZE_WITH_CUDNN)
       if (saved.cudnn) {
-        ctx.service<AttentionPaths>().sdpa.backward(qkv, out, dout, data_of<float>(saved.stats), dqkv, s);
+        ctx.service<AttentionPaths>().sdpa.backward(qkv, out, dout, saved.stats.template as<float>(), dqkv, s);
         return;
       }
 #endif
@@ -125,10 +124,10 @@ struct AttentionCore {
       (void)out;
       check(cudaMemsetAsync(dqkv, 0, sizeof(float) * std::size_t(s.batch * s.tokens * 3 * s.dim()), ctx.stream()),
             "cudaMemsetAsync(dqkv)");
-      DeviceBuffer scratch = device_array<float>(ctx, s.batch * s.heads * s.tokens * s.tokens);
-      attention_backward(ctx, dout, qkv, data_of<float>(saved.probs), dqkv, data_of<float>(scratch), s);
+      DeviceBuffer scratch = ctx.allocator().allocate(sizeof(float) * std::size_t(s.batch * s.heads * s.tokens * s.tokens));
+      attention_backward(ctx, dout, qkv, saved.probs.template as<float>(), dqkv, scratch.as<float>(), s);
     }
   }
 };
 
-}  // namespace vitfreeze::cuda::nn
+}  // namespace vitfreeze::cuda

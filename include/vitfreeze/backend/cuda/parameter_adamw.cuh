@@ -1,7 +1,9 @@
 #pragma once
-// AdamW over device parameters: one fused launch for every trained tensor (adamw.cuh), fp32
-// master weights and moments, the bf16/fp16 working copies rewritten in the same pass. Frozen
-// tensors (no gradient buffer) are skipped and keep their values bit for bit.
+// AdamW over the CUDA backend's parameters (CudaParameter): one fused launch for every trained
+// tensor (adamw.cuh), fp32 master weights and moments, the bf16/fp16 working copies rewritten in the
+// same pass. Frozen tensors (no gradient buffer) are skipped and keep their values bit for bit.
+// The hyper-parameters come as any struct with beta1, beta2, eps and weight_decay (optim::AdamWOptions
+// is one): this backend does not include optim/.
 //
 // With enable_loss_scaling() (fp16), launch() also checks the gradients for NaN/Inf first, the
 // update obeys the device scaler (skip, or divide by the scale) and the scale schedule advances;
@@ -15,16 +17,27 @@
 #include <vector>
 
 #include "vitfreeze/backend/cuda/adamw.cuh"
-#include "vitfreeze/backend/cuda/nn/parameter.cuh"
-#include "vitfreeze/optim/adamw.hpp"
+#include "vitfreeze/backend/cuda/parameter.cuh"
 
-namespace vitfreeze::cuda::nn {
+namespace vitfreeze::cuda {
 
-template <DeviceScalar T>
-class DeviceAdamW {
+// The hyper-parameters of one optimiser, copied from the caller's options.
+struct AdamWConstants {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  template <AdamWHyperParameters O>
+  static AdamWConstants of(const O& o) {
+    return {double(o.beta1), double(o.beta2), double(o.eps), double(o.weight_decay)};
+  }
+};
+
+template <PrecisionPolicy P>
+class ParameterAdamW {
  public:
-  DeviceAdamW(DeviceParameterList<T> parameters, optim::AdamWOptions options)
-      : parameters_(std::move(parameters)), options_(options) {}
+  using Parameters = std::vector<CudaParameter<P>*>;
+
+  template <AdamWHyperParameters Options>
+  ParameterAdamW(Parameters parameters, const Options& options)
+      : parameters_(std::move(parameters)), options_(AdamWConstants::of(options)) {}
 
   void zero_grad(CudaContext& ctx) const {
     for (const auto* p : parameters_) p->zero_grad(ctx);
@@ -35,8 +48,7 @@ class DeviceAdamW {
     launch(ctx);
   }
   // Per-parameter learning rates (progressive freezing gives every unit its own): lrs[i] for the
-  // i-th tensor of the list, still one fused launch. grad_scale multiplies every gradient (1/A
-  // after A accumulated micro-batches, the mean the CPU trainer forms by weighting each loss).
+  // i-th tensor of the list, still one fused launch. grad_scale multiplies every gradient.
   void step(CudaContext& ctx, std::span<const double> lrs, double grad_scale = 1.0) {
     stage(ctx, lrs, grad_scale);
     launch(ctx);
@@ -48,7 +60,7 @@ class DeviceAdamW {
   void stage(CudaContext& ctx, double lr) { stage_with(ctx, [lr](std::size_t) { return lr; }, 1.0); }
   void stage(CudaContext& ctx, std::span<const double> lrs, double grad_scale = 1.0) {
     if (lrs.size() != parameters_.size())
-      throw ConfigError("DeviceAdamW::step: " + std::to_string(lrs.size()) + " learning rates for " +
+      throw ConfigError("cuda::ParameterAdamW: " + std::to_string(lrs.size()) + " learning rates for " +
                         std::to_string(parameters_.size()) + " parameters");
     stage_with(ctx, [lrs](std::size_t i) { return lrs[i]; }, grad_scale);
   }
@@ -62,24 +74,28 @@ class DeviceAdamW {
     adamw_launch(ctx, table, count_, largest_, options_, scaler_->device_state());
     scaler_->advance(ctx);
   }
+  // A graph that captured launch() was replayed instead: the scaler's verdict is on its way.
+  void launched_by_replay() {
+    if (scaler_) scaler_->replayed();
+  }
   std::size_t trained_tensors() const { return count_; }
 
   // fp16: gradients arrive multiplied by the scaler's scale (the loss backward's seed is
   // loss_scale_device()); from now on every launch() follows the dynamic loss-scaling rule.
-  void enable_loss_scaling(CudaContext& ctx, optim::LossScaleOptions options) { scaler_.emplace(ctx, options); }
+  void enable_loss_scaling(CudaContext& ctx, LossScaleOptions options) { scaler_.emplace(ctx, options); }
   bool loss_scaling() const { return scaler_.has_value(); }
   const float* loss_scale_device() const { return scaler_ ? scaler_->device_scale() : nullptr; }
   // Waits for the last launched update's verdict and settles the step counts (also done by stage());
   // the scaler's state as the host last learnt it (initial state before any step).
-  optim::LossScaleState settle_loss_scale() {
-    if (!scaler_) throw ConfigError("DeviceAdamW: loss scaling is not enabled");
+  LossScaleState settle_loss_scale() {
+    if (!scaler_) throw ConfigError("cuda::ParameterAdamW: loss scaling is not enabled");
     if (const auto state = scaler_->settle(); state && state->found_non_finite)
-      for (DeviceParameter<T>* p : last_staged_) --p->step;
+      for (CudaParameter<P>* p : last_staged_) --p->step;
     return scaler_->last_settled();
   }
 
-  const DeviceParameterList<T>& parameters() const { return parameters_; }
-  const optim::AdamWOptions& options() const { return options_; }
+  const Parameters& parameters() const { return parameters_; }
+  const AdamWConstants& options() const { return options_; }
 
  private:
   template <class LrOf>
@@ -94,7 +110,7 @@ class DeviceAdamW {
       last_staged_.push_back(p);
       // fp32 GEMMs read the master directly: no working copy.
       tensors_.push_back({p->master(), p->grad(), p->m(), p->v(), p->working_copy(), p->numel(), lr_of(i), p->decay,
-                          p->step, static_cast<float>(grad_scale), std::is_same_v<T, f16>});
+                          p->step, static_cast<float>(grad_scale), std::is_same_v<typename P::Activation, f16>});
     }
     const std::vector<kernels::AdamWSlice> table = adamw_table(std::span<const AdamWTensor>(tensors_), options_, &largest_);
     count_ = table.size();
@@ -106,14 +122,14 @@ class DeviceAdamW {
             "cudaMemcpyAsync(AdamW table)");  // pageable source: staged before the call returns
   }
 
-  DeviceParameterList<T> parameters_;
-  optim::AdamWOptions options_;
+  Parameters parameters_;
+  AdamWConstants options_;
   std::vector<AdamWTensor> tensors_;
-  std::vector<DeviceParameter<T>*> last_staged_;  // the tensors the last staged update counted
+  std::vector<CudaParameter<P>*> last_staged_;  // the tensors the last staged update counted
   std::optional<DeviceLossScaler> scaler_;
   DeviceBuffer table_;
   std::size_t count_ = 0;
   std::int64_t largest_ = 0;
 };
 
-}  // namespace vitfreeze::cuda::nn
+}  // namespace vitfreeze::cuda
