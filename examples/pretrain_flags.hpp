@@ -77,8 +77,8 @@ inline void register_pretrain_flags(FlagSet& f, PretrainFlags& p, Backend backen
   f.choice("--objective", p.objective, {"localmim", "mae", "mae-lite", "micl"},
            "LocalMIM (multi-scale HOG at 4 taps; default), MAE (normalised pixels), MAE-lite (MAE's ViT-Tiny "
            "recipe: 12 heads, 96-wide 1-block decoder, crops 0.08-1 with random interpolation, fine-tune layer "
-           "decay 0.85 + mixup 0.2; tiny model only, CPU only) or MiCL (two disjoint views of the visible patches, "
-           "t-vMF InfoNCE; CPU only)");
+           "decay 0.85 + mixup 0.2; tiny model only) or MiCL (two disjoint views of the visible patches, "
+           "t-vMF InfoNCE)");
   f.choice("--model", p.model, {"tiny", "mini"},
            "tiny: ViT-Ti (192 wide, 12 blocks, 3 heads; default); mini: 128 wide, 6 blocks, 4 heads");
   f.number("--mask-ratio", p.mask_ratio, 0.05, 0.95,

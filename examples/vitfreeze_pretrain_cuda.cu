@@ -12,13 +12,10 @@
 
 #include "pretrain_common.hpp"
 #include "vitfreeze/backend/cpu/parallel.hpp"
-#include "vitfreeze/backend/cuda/nn/localmim.cuh"
-#include "vitfreeze/backend/cuda/nn/mae.cuh"
-#include "vitfreeze/backend/cuda/nn/pretrainer.cuh"
+#include "vitfreeze/train/cuda_step_engine.cuh"
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-namespace vn = vitfreeze::cuda::nn;
 namespace ex = vitfreeze::examples;
 
 namespace {
@@ -26,12 +23,13 @@ namespace {
 const char* kDescription =
     "vitfreeze_pretrain_cuda: vitfreeze_pretrain with the pretraining on a GPU (same flags, models, data order, "
     "masks and freeze schedule); the linear probe and fine-tuning then run on the CPU as there.\n\n"
-    "Both objectives run on the GPU: localmim (the default, as on the CPU; a tap is dropped when its block's unit "
-    "freezes, as there) and mae. Checkpoints and --resume as on the CPU, in the same format and with the same "
-    "recipe: a GPU run resumes on the CPU and the other way round (the fp16 loss scale is not stored: a resumed "
-    "fp16 run starts it again). Not on the GPU yet, refused with an error: --non-finite skip, --dump-step. The "
-    "loss is read at logging points (every 50 iterations) and at each epoch's end; a non-finite loss stops the run "
-    "there (no last-good-state checkpoint: later steps already ran).";
+    "Every objective runs on the GPU, through the same trainer as on the CPU: localmim (the default; a tap is "
+    "dropped when its block's unit freezes), mae, mae-lite and micl (whose contrastive loss is computed on the host). "
+    "Checkpoints and --resume as on the CPU, in the same format and with the same recipe: a GPU run resumes on the "
+    "CPU and the other way round (the fp16 loss scale is not stored: a resumed fp16 run starts it again). Not on the "
+    "GPU yet, refused with an error: --non-finite skip, --dump-step. The loss is read at logging points (every 50 "
+    "iterations) and at each epoch's end; a non-finite loss stops the run there (no last-good-state checkpoint: "
+    "later steps already ran).";
 
 // A context on --device, or a clear error where there is no usable GPU.
 void open_device(std::optional<vc::CudaContext>& ctx, int device) {
@@ -45,7 +43,7 @@ void open_device(std::optional<vc::CudaContext>& ctx, int device) {
   ctx.emplace(device);
 }
 
-template <vf::ViTSpec S, class HostObjective, class DeviceObjective, class P>
+template <vf::ViTSpec S, class Objective, vf::PrecisionPolicy P>
 int run(const ex::PretrainFlags& flags) {
   const auto b = ex::RunBasics::read(flags);
   std::optional<vc::CudaContext> ctx;
@@ -56,22 +54,24 @@ int run(const ex::PretrainFlags& flags) {
   const auto d = ex::PretrainData::load(flags, b);
   auto loader = ex::pretrain_loader<S>(d, b);
 
-  vf::nn::ViT<S, float> encoder(b.seed);  // initialised on the host from the seed, as on the CPU
+  using Encoder = vf::nn::ViT<S, float>;
+  Encoder encoder(b.seed);  // initialised on the host from the seed, as on the CPU
   ex::PretrainOutcome pre(flags);
   if (b.epochs > 0) {
     const auto fs = ex::FreezeSetup::read(flags, S.depth, b, loader.batches_per_epoch());
     pre.mode = fs.mode;
     vf::freeze::FreezeController controller = fs.controller(b);
-    HostObjective objective(b.seed + 1);
+    Objective objective(b.seed + 1);
     vf::train::PretrainOptions opt = fs.options(b);
-    ex::set_checkpoint_options(flags, b, d, HostObjective::name, opt);
-    vn::DevicePretrainer<vf::nn::ViT<S, float>, HostObjective, DeviceObjective, vf::mim::RandomRatio, P> trainer(
-        *ctx, encoder, objective, vf::mim::RandomRatio{ex::mask_ratio_per_mille(flags)}, controller,
-        {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05}, opt);
-    std::cout << fs.banner(S, HostObjective::name, d.train.count, b) << ", on the GPU\n";
+    ex::set_checkpoint_options(flags, b, d, Objective::name, opt);
+    const vf::optim::AdamWOptions adam_options{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05};
+    vf::optim::AdamW<float> adam(adam_options);  // the host side of checkpoints: the engine keeps the live state
+    using Engine = vf::train::CudaStepEngine<Encoder, Objective, P>;
+    vf::train::Pretrainer<Encoder, Objective, vf::mim::RandomRatio, float, Engine> trainer(
+        encoder, objective, ex::masking_for<Objective>(flags), controller, adam, opt, *ctx, adam_options);
+    std::cout << fs.banner(S, Objective::name, d.train.count, b) << ", on the GPU\n";
     ex::resume_if_asked(flags, trainer, opt);
-    pre.record(trainer.fit(loader));
-    trainer.download();
+    pre.record(trainer.fit(loader));  // leaves the trained values in the host models
     ex::write_pretrain_figures(flags, b, d, encoder, objective, pre.reports);
   } else {
     std::cout << "no pretraining (--epochs 0): probing the randomly initialised encoder\n";
@@ -80,15 +80,15 @@ int run(const ex::PretrainFlags& flags) {
   extra["backend"] = "cuda";
   extra["precision"] = P::name;
   extra["device"] = ctx ? std::string(ctx->properties().name) : std::string("none");
-  return ex::evaluate_and_summarise(flags, b, d, encoder, HostObjective::name, pre, extra);
+  return ex::evaluate_and_summarise(flags, b, d, encoder, Objective::name, pre, extra);
 }
 
-// --precision picks the policy the device objective is built with.
-template <vf::ViTSpec S, class HostObjective, template <vn::PrecisionPolicy> class DeviceObjective>
+// --precision picks the policy the model runs in.
+template <vf::ViTSpec S, class Objective>
 int run_with_precision(const ex::PretrainFlags& flags) {
-  if (flags.precision == "fp32") return run<S, HostObjective, DeviceObjective<vn::Fp32>, vn::Fp32>(flags);
-  if (flags.precision == "fp16") return run<S, HostObjective, DeviceObjective<vn::Fp16Mixed>, vn::Fp16Mixed>(flags);
-  return run<S, HostObjective, DeviceObjective<vn::Bf16Mixed>, vn::Bf16Mixed>(flags);
+  if (flags.precision == "fp32") return run<S, Objective, vf::Fp32>(flags);
+  if (flags.precision == "fp16") return run<S, Objective, vf::Fp16Mixed>(flags);
+  return run<S, Objective, vf::Bf16Mixed>(flags);
 }
 
 }  // namespace
@@ -102,15 +102,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (flags->threads) vf::cpu::set_thread_count(*flags->threads);
-    return ex::with_model(*flags, [&]<vf::ViTSpec S, class Objective>() -> int {
-      if constexpr (std::string_view(Objective::name) == "mae")
-        return run_with_precision<S, Objective, vn::DeviceMae>(*flags);
-      else if constexpr (std::string_view(Objective::name) == "micl" || std::string_view(Objective::name) == "mae-lite")
-        throw vf::ConfigError(std::string("--objective ") + Objective::name +
-                              " has not run on a GPU yet: use vitfreeze_pretrain (CPU)");
-      else
-        return run_with_precision<S, Objective, vn::DeviceLocalMim>(*flags);
-    });
+    return ex::with_model(*flags, [&]<vf::ViTSpec S, class Objective>() { return run_with_precision<S, Objective>(*flags); });
   } catch (const std::exception& e) {
     std::cerr << "vitfreeze_pretrain_cuda: " << e.what() << "\n";
     return 2;

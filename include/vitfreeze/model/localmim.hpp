@@ -87,17 +87,9 @@ class LocalMim {
     if (m.views != 1) throw ConfigError("model::LocalMim: one view per image");
     MaskBuffers d;
     d.tokens = Masks<B, M>::upload(ctx, m);
-    for (const Tap& t : taps) {
-      const ScaleHead<B, P>& h = t.head;
-      const Tensor<M> cells = mim::rescale_mask<M>(m.mask, grid_, grid_, h.scale_num(), h.scale_den());
-      Tensor<M> weight(Shape{m.batch, h.rows_per_sample()});
+    for (std::size_t k = 0; k < taps.size(); ++k) {
       double sum = 0;
-      for (std::int64_t b = 0; b < m.batch; ++b)
-        for (std::int64_t c = 0; c < h.cells(); ++c) {
-          const M w = cells[b * h.cells() + c];
-          weight[b * h.rows_per_sample() + h.lead_rows() + c] = w;
-          sum += double(w);
-        }
+      const Tensor<M> weight = tap_weight(k, m, &sum);
       if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
         d.tap_weight.push_back(weight);
       } else {
@@ -107,6 +99,24 @@ class LocalMim {
       d.tap_weight_sum.push_back(sum);
     }
     return d;
+  }
+  // New masks into buffers from upload_masks, at the same addresses (a captured GPU step reads them
+  // and was built with their weight sums: these must not change, as Masks::assign requires).
+  void assign_masks(Context& ctx, MaskBuffers& into, const mim::MaskSet& m) const {
+    if (m.views != 1) throw ConfigError("model::LocalMim: one view per image");
+    if (into.tap_weight.size() != taps.size()) throw ConfigError("model::LocalMim: masks not from upload_masks");
+    into.tokens.assign(ctx, m);
+    for (std::size_t k = 0; k < taps.size(); ++k) {
+      double sum = 0;
+      const Tensor<M> weight = tap_weight(k, m, &sum);
+      if (sum != into.tap_weight_sum[k])
+        throw ShapeError("model::LocalMim::assign_masks: tap " + std::to_string(k) + "'s loss weights sum to " +
+                         std::to_string(sum) + ", these buffers' to " + std::to_string(into.tap_weight_sum[k]));
+      if constexpr (std::is_same_v<typename B::Space, HostMemory>)
+        into.tap_weight[k] = weight;
+      else
+        B::copy_from_host(ctx, weight, into.tap_weight[k]);
+    }
   }
 
   // images [B, C, H, W] (normalised, master type). Gradients accumulate into the trained parameters,
@@ -202,6 +212,21 @@ class LocalMim {
     for (auto& a : arrays) outputs.push_back(a.data());
     compute_targets<B, Target>(ctx, images, std::span<const mim::TargetGeometry>(geometry), std::span<T* const>(outputs));
     return per_tap;
+  }
+
+  // Tap k's loss weights: the patch mask re-scaled to its grid, in its prediction's rows.
+  Tensor<M> tap_weight(std::size_t k, const mim::MaskSet& m, double* sum) const {
+    const ScaleHead<B, P>& h = taps[k].head;
+    const Tensor<M> cells = mim::rescale_mask<M>(m.mask, grid_, grid_, h.scale_num(), h.scale_den());
+    Tensor<M> weight(Shape{m.batch, h.rows_per_sample()});
+    *sum = 0;
+    for (std::int64_t b = 0; b < m.batch; ++b)
+      for (std::int64_t c = 0; c < h.cells(); ++c) {
+        const M w = cells[b * h.cells() + c];
+        weight[b * h.rows_per_sample() + h.lead_rows() + c] = w;
+        *sum += double(w);
+      }
+    return weight;
   }
 
   std::int64_t channels_, image_;

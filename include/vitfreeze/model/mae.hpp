@@ -51,6 +51,11 @@ class Mae {
     if (m.views != 1) throw ConfigError("model::Mae: one view per image (split-view masks are MiCL's)");
     return MaskBuffers::upload(ctx, m);
   }
+  // New masks into buffers from upload_masks, at the same addresses (a captured GPU step reads them).
+  void assign_masks(Context& ctx, MaskBuffers& into, const mim::MaskSet& m) const {
+    if (m.views != 1) throw ConfigError("model::Mae: one view per image (split-view masks are MiCL's)");
+    into.assign(ctx, m);
+  }
 
   // images [B, C, H, W] (master type). Gradients accumulate into the trained parameters, scaled by
   // loss_scale (null, or a scalar in this backend's memory: the fp16 loss scale) and by `weight`.

@@ -45,6 +45,12 @@ class Micl {
     }
     return d;
   }
+  // New masks into buffers from upload_masks, at the same addresses (the cls rows do not change).
+  void assign_masks(Context& ctx, MaskBuffers& into, const mim::MaskSet& m) const {
+    if (m.views != views || m.images != m.batch)
+      throw ConfigError("model::Micl: needs masks with 2 views per image (SplitView), one sequence per image");
+    into.tokens.assign(ctx, m);
+  }
 
   void forward_backward(Context& ctx, const ArrayOf<B, M>& images, const MaskBuffers& m, double* loss,
                         const float* loss_scale = nullptr, double weight = 1.0) const {

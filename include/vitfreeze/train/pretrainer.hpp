@@ -304,12 +304,6 @@ class Pretrainer {
 
   // The next global iteration step() expects (after a resume: the checkpoint's).
   std::int64_t next_iteration() const { return at_.next_iteration; }
-  // For backend/cuda/nn/pretrainer.cuh's "twin" until the GPU trainer is a device engine of this one.
-  void set_next_iteration(std::int64_t g) { at_.next_iteration = g; }
-  void set_history(std::vector<EpochReport> history, const EpochProgress& progress) {
-    at_.history = std::move(history);
-    at_.progress = progress;
-  }
 
   // One step's data for checking against another implementation (PyTorch): train/step_dump.hpp.
   void dump_step(const std::filesystem::path& file, const Tensor<T>& images, const mim::MaskSet& masks, double loss,
