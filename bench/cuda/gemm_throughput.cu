@@ -28,17 +28,17 @@ struct Case {
   bool trans_a, trans_b;
   std::int64_t M, N, K;
   float beta;
-  vc::Epilogue epilogue;
+  vf::Epilogue epilogue;
 };
 
 template <class In, class Out>
 void run(vc::CudaContext& ctx, const Case& c, int repeats) {
   const std::int64_t a_elems = c.M * c.K, b_elems = c.K * c.N;
-  vf::Tensor<In> A = vb::filled<In>(ctx, a_elems, 1), B = vb::filled<In>(ctx, b_elems, 2);
-  vf::Tensor<Out> C = vb::filled<Out>(ctx, c.M * c.N, 3), bias = vb::filled<Out>(ctx, std::max(c.M, c.N), 4);
-  vf::Tensor<Out> aux = c.epilogue == vc::Epilogue::none ? vf::Tensor<Out>() : vb::filled<Out>(ctx, c.M * c.N, 5);
+  vc::DeviceTensor<In> A = vb::filled<In>(ctx, a_elems, 1), B = vb::filled<In>(ctx, b_elems, 2);
+  vc::DeviceTensor<Out> C = vb::filled<Out>(ctx, c.M * c.N, 3), bias = vb::filled<Out>(ctx, std::max(c.M, c.N), 4);
+  vc::DeviceTensor<Out> aux = c.epilogue == vf::Epilogue::none ? vc::DeviceTensor<Out>() : vb::filled<Out>(ctx, c.M * c.N, 5);
   const std::int64_t lda = c.trans_a ? c.M : c.K, ldb = c.trans_b ? c.K : c.N;
-  vc::GemmEpilogue<Out> ep;
+  vf::GemmEpilogue<Out> ep;
   ep.kind = c.epilogue;
   ep.bias = bias.data();
   ep.bias_grad = bias.data();
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   return vb::run_probe(argc, argv, [](vc::CudaContext& ctx, std::int64_t batch, int repeats) {
     std::printf("%s, batch %lld, %d repeats per shape\n", ctx.properties().name, static_cast<long long>(batch), repeats);
     const std::int64_t enc = batch * 50, dec = batch * 197;  // 49 visible patches + cls; 196 patches + cls
-    using E = vc::Epilogue;
+    using E = vf::Epilogue;
     const std::vector<Case> cases = {
         {"encoder qkv  x W^T", false, true, enc, 2304, 768, 0.0f, E::none},
         {"encoder proj x W^T", false, true, enc, 768, 768, 0.0f, E::none},

@@ -1,9 +1,10 @@
-// One full LocalMIM pretraining step on the GPU (forward, backward, fused AdamW, zero_grad) through
-// the device modules, bf16 activations with fp32 master weights: LocalMIM ViT-B/16 at 224 px, mask
-// 0.75, taps [1, 3, 9, 11] at scales [4, 2, 1, 1/2], 256-wide one-block decoders, 9-bin HOG targets
-// computed inside the step. Prints images/s, achieved TFLOP/s (matrix products only, x3 for
-// training) and the time saved by freezing a prefix of units; as the trainer does, a tap whose block
-// is frozen is dropped. The PyTorch reference on the same shapes is torch_mim_bench.py (localmim-b).
+// One full LocalMIM pretraining step on the GPU (forward, backward, fused AdamW, zero_grad) of the
+// explicit model on the CUDA backend (model::LocalMim<Cuda, P>), bf16 activations with fp32 master
+// weights: LocalMIM ViT-B/16 at 224 px, mask 0.75, taps [1, 3, 9, 11] at scales [4, 2, 1, 1/2],
+// 256-wide one-block decoders, 9-bin HOG targets computed inside the step. Prints images/s,
+// achieved TFLOP/s (matrix products only, x3 for training) and the time saved by freezing a prefix
+// of units; as the trainer does, a tap whose block is frozen is dropped. The PyTorch reference on
+// the same shapes is torch_mim_bench.py (localmim-b).
 //   localmim_step_bench [batch=256] [steps per timed block=20] [frozen units list, e.g. 0,4,8,12]
 #include <algorithm>
 #include <cstdint>
@@ -14,15 +15,17 @@
 #include <vector>
 
 #include "step_bench.hpp"
-#include "vitfreeze/backend/cuda/nn/localmim.cuh"
-#include "vitfreeze/backend/cuda/nn/optimizer.cuh"
+#include "vitfreeze/backend/cuda/backend.cuh"
+#include "vitfreeze/backend/cuda/parameter_adamw.cuh"
+#include "vitfreeze/mim/localmim.hpp"
+#include "vitfreeze/model/localmim.hpp"
 #include "vitfreeze/nn/flops.hpp"
+#include "vitfreeze/optim/adamw.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-namespace vn = vitfreeze::cuda::nn;
 
 // The paper's taps, decoders and 9 bins. (The spec is a template parameter throughout: nvcc's host
 // code generation rejects a namespace-scope ViTSpec constant as a template argument.)
@@ -63,14 +66,14 @@ constexpr std::int64_t localmim_training_flops(int keep, int embedded_patches) {
 
 template <vf::ViTSpec S>
 void run(int batch, int steps, const std::vector<int>& frozen_list) {
-  using P = vn::Bf16Mixed;
+  using P = vf::Bf16Mixed;
   vc::CudaContext ctx;
   std::printf("== LocalMIM ViT-B/%d at %d px, mask 0.75, batch %d, %s, device %s\n", S.patch, S.image, batch, P::name,
               ctx.properties().name);
   auto encoder = std::make_unique<vf::nn::ViT<S, float>>(1);
   auto mim = std::make_unique<HostLocalMim<S>>(1);
 
-  const std::vector<vf::Tensor<float>> images = vf::bench::random_device_images(ctx, batch, S.channels, S.image);
+  const std::vector<vc::DeviceTensor<float>> images = vf::bench::random_device_images(ctx, batch, S.channels, S.image);
   std::vector<vf::mim::MaskSet> masks;
   for (int k = 0; k < vf::bench::kInputSets; ++k)
     masks.push_back(vf::mim::Random<750>::make(batch, S.grid(), S.grid(), 7, std::uint64_t(k)));
@@ -79,16 +82,16 @@ void run(int batch, int steps, const std::vector<int>& frozen_list) {
   std::printf("matrix-product FLOPs per image and step: %.3f GFLOP executed (patch embedding on the %d visible patches); "
               "%.3f GFLOP in the PyTorch reference's count (embedding all %d patches)\n",
               flops_per_image / 1e9, keep, double(localmim_training_flops<S>(keep, S.tokens())) / 1e9, S.tokens());
-  vc::DeviceBuffer loss = ctx.allocator().allocate(sizeof(double) * 2);
+  const vc::DeviceTensor<double> loss = ctx.empty<double>(vf::Shape{2});
 
   double baseline_ms = 0;
   for (int frozen : frozen_list) {
-    vn::DeviceLocalMim<P> model(ctx, *encoder, *mim);
-    std::vector<vn::DeviceLocalMimMasks> device_masks;
+    vf::model::LocalMim<vf::Cuda, P> model(ctx, *encoder, *mim);
+    std::vector<typename vf::model::LocalMim<vf::Cuda, P>::MaskBuffers> device_masks;
     for (const auto& m : masks) device_masks.push_back(model.upload_masks(ctx, m));
     std::string dropped;
     if (frozen > 0) {
-      model.encoder.freeze_units(frozen);
+      vf::bench::freeze_units(model.encoder, frozen);
       for (int k = 0; k < model.tap_count(); ++k)
         if (model.taps[std::size_t(k)].block + 1 < frozen) {  // block b is unit b + 1
           model.drop_tap(k);
@@ -96,13 +99,12 @@ void run(int batch, int steps, const std::vector<int>& frozen_list) {
         }
       if (!dropped.empty()) dropped += ")";
     }
-    vn::DeviceParameterList<vf::bf16> params;
+    vf::model::ParameterRefs<vf::Cuda, P> params;
     model.collect_parameters(params);
-    vn::DeviceAdamW<vf::bf16> optimizer(params, vf::optim::AdamWOptions{});
+    vc::ParameterAdamW<P> optimizer(params, vf::optim::AdamWOptions{});
     const vf::bench::StepTiming t = vf::bench::time_steps(ctx, steps, [&](int i) {
       optimizer.zero_grad(ctx);
-      model.forward_backward(ctx, images[i % vf::bench::kInputSets].data(), device_masks[i % vf::bench::kInputSets],
-                             loss.as<double>());
+      model.forward_backward(ctx, images[i % vf::bench::kInputSets], device_masks[i % vf::bench::kInputSets], loss.data());
       optimizer.step(ctx, 1.5e-4);
     });
     vf::bench::report_step(ctx, frozen, t, batch, flops_per_image, baseline_ms, loss, dropped);

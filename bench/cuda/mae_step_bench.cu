@@ -1,5 +1,5 @@
-// One full MAE pretraining step on the GPU (forward, backward, fused AdamW, zero_grad) through the
-// device modules, bf16 activations with fp32 master weights: images/s, achieved TFLOP/s (matrix
+// One full MAE pretraining step on the GPU (forward, backward, fused AdamW, zero_grad) of the
+// explicit model on the CUDA backend (model::Mae<Cuda, P>), bf16 activations with fp32 master weights: images/s, achieved TFLOP/s (matrix
 // products only, nn/flops.hpp's count, x3 for training) and the time saved by freezing a prefix of
 // units (truncate semantics). The PyTorch reference on the same shapes is torch_mim_bench.py.
 // After the frozen-prefix variants it times the unfrozen step replayed as a CUDA graph and, when
@@ -16,16 +16,18 @@
 #include <vector>
 
 #include "step_bench.hpp"
-#include "vitfreeze/backend/cuda/nn/mae.cuh"
-#include "vitfreeze/backend/cuda/nn/optimizer.cuh"
+#include "vitfreeze/backend/cuda/backend.cuh"
+#include "vitfreeze/backend/cuda/parameter_adamw.cuh"
 #include "vitfreeze/backend/cuda/step_graph.hpp"
+#include "vitfreeze/mim/mae.hpp"
+#include "vitfreeze/model/mae.hpp"
 #include "vitfreeze/nn/flops.hpp"
+#include "vitfreeze/optim/adamw.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-namespace vn = vitfreeze::cuda::nn;
 
 constexpr vf::mim::DecoderSpec kMaeDecoder{.dim = 512, .depth = 8, .heads = 16, .mlp_ratio = 4};
 
@@ -40,28 +42,25 @@ constexpr std::int64_t mae_training_flops(const vf::ViTSpec& s, const vf::mim::D
   return 3 * f;
 }
 
-template <vf::ViTSpec S, vn::PrecisionPolicy P>
+template <vf::ViTSpec S, vf::PrecisionPolicy P>
 void run(const char* label, int batch, int steps, const std::vector<int>& frozen_list) {
-  using T = typename P::Activation;
   using Mae = vf::mim::Mae<S, kMaeDecoder, vf::mim::NormalizedPixels, float>;
+  using Model = vf::model::Mae<vf::Cuda, P>;
   vc::CudaContext ctx;
   std::printf("== MAE %s/%d at %d px, mask 0.75, batch %d, %s, device %s\n", label, S.patch, S.image, batch, P::name,
               ctx.properties().name);
   auto encoder = std::make_unique<vf::nn::ViT<S, float>>(1);
   auto mae = std::make_unique<Mae>(1);
 
-  const std::vector<vf::Tensor<float>> images = vf::bench::random_device_images(ctx, batch, S.channels, S.image);
+  const std::vector<vc::DeviceTensor<float>> images = vf::bench::random_device_images(ctx, batch, S.channels, S.image);
   std::vector<vf::mim::MaskSet> host_masks;
-  std::vector<vn::DeviceMasks> masks;
-  for (int k = 0; k < vf::bench::kInputSets; ++k) {
+  for (int k = 0; k < vf::bench::kInputSets; ++k)
     host_masks.push_back(vf::mim::Random<750>::make(batch, S.grid(), S.grid(), 7, std::uint64_t(k)));
-    masks.push_back(vn::DeviceMasks::upload(ctx, host_masks.back()));
-  }
   const int keep = vf::mim::Random<750>::kept(S.grid(), S.grid());
   const double flops_per_image = double(mae_training_flops(S, kMaeDecoder, keep));
   std::printf("matrix-product FLOPs per image and step: %.3f GFLOP (encoder tokens %d, decoder tokens %d)\n",
               flops_per_image / 1e9, keep + 1, S.tokens() + 1);
-  vc::DeviceBuffer loss = ctx.allocator().allocate(sizeof(double) * 2);
+  const vc::DeviceTensor<double> loss = ctx.empty<double>(vf::Shape{2});
 
   struct Variant {
     int frozen;
@@ -70,25 +69,27 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   std::vector<Variant> variants;
   for (int frozen : frozen_list) variants.push_back({frozen, true, false});
   variants.push_back({0, true, true});
-  if (vn::AttentionPaths::cudnn_compiled()) variants.push_back({0, false, false});
+  if (vc::AttentionPaths::cudnn_compiled()) variants.push_back({0, false, false});
 
   double baseline_ms = 0;
   for (const auto [frozen, cudnn, graphed] : variants) {
-    ctx.service<vn::AttentionPaths>().cudnn_enabled = cudnn;
-    vn::DeviceMae<P> model(ctx, *encoder, *mae);
-    if (frozen > 0) model.encoder.freeze_units(frozen);
-    vn::DeviceParameterList<T> params;
+    ctx.service<vc::AttentionPaths>().cudnn_enabled = cudnn;
+    Model model(ctx, *encoder, *mae);
+    vf::bench::freeze_units(model.encoder, frozen);
+    vf::model::ParameterRefs<vf::Cuda, P> params;
     model.collect_parameters(params);
-    vn::DeviceAdamW<T> optimizer(params, vf::optim::AdamWOptions{});
-    if constexpr (P::loss_scaling) optimizer.enable_loss_scaling(ctx, vf::optim::LossScaleOptions{});
-    vf::Tensor<float> static_images = ctx.empty<float>(images[0].shape());
-    vn::DeviceMasks static_masks = vn::DeviceMasks::upload(ctx, host_masks[0]);
+    vc::ParameterAdamW<P> optimizer(params, vf::optim::AdamWOptions{});
+    if constexpr (P::loss_scaling) optimizer.enable_loss_scaling(ctx, vf::LossScaleOptions{});
+    std::vector<typename Model::MaskBuffers> masks;
+    for (const auto& m : host_masks) masks.push_back(model.upload_masks(ctx, m));
+    vc::DeviceTensor<float> static_images = ctx.empty<float>(images[0].shape());
+    typename Model::MaskBuffers static_masks = model.upload_masks(ctx, host_masks[0]);
     vc::StepGraph graph;
     const vf::bench::StepTiming t = vf::bench::time_steps(ctx, steps, [&](int i) {
       const int k = i % vf::bench::kInputSets;
       if (!graphed) {
         optimizer.zero_grad(ctx);
-        model.forward_backward(ctx, images[k].data(), masks[k], loss.as<double>(), optimizer.loss_scale_device());
+        model.forward_backward(ctx, images[k], masks[k], loss.data(), optimizer.loss_scale_device());
         optimizer.step(ctx, 1.5e-4);
         return;
       }
@@ -96,15 +97,15 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
       vc::check(cudaMemcpyAsync(static_images.data(), images[k].data(), images[k].bytes(), cudaMemcpyDeviceToDevice,
                                 ctx.stream()),
                 "cudaMemcpyAsync(images)");
-      static_masks.assign(ctx, host_masks[k]);
+      model.assign_masks(ctx, static_masks, host_masks[k]);
       optimizer.stage(ctx, 1.5e-4);
       graph.run(ctx, std::uint64_t(frozen), [&] {
         optimizer.zero_grad(ctx);
-        model.forward_backward(ctx, static_images.data(), static_masks, loss.as<double>(), optimizer.loss_scale_device());
+        model.forward_backward(ctx, static_images, static_masks, loss.data(), optimizer.loss_scale_device());
         optimizer.launch(ctx);
       });
     });
-    const bool gemm_path = !vn::AttentionPaths::cudnn_compiled() || !cudnn;
+    const bool gemm_path = !vc::AttentionPaths::cudnn_compiled() || !cudnn;
     vf::bench::report_step(ctx, frozen, t, batch, flops_per_image, baseline_ms, loss,
                            std::string(gemm_path ? ", GEMM attention" : ", cuDNN attention") + (graphed ? ", CUDA graph" : ""));
   }
@@ -128,10 +129,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     const bool base = model == "b", fp16 = precision == "fp16";
-    if (base && !fp16) run<vf::specs::base(), vn::Bf16Mixed>("ViT-B", batch, steps, frozen);
-    if (base && fp16) run<vf::specs::base(), vn::Fp16Mixed>("ViT-B", batch, steps, frozen);
-    if (!base && !fp16) run<vf::specs::tiny(), vn::Bf16Mixed>("ViT-Ti", batch, steps, frozen);
-    if (!base && fp16) run<vf::specs::tiny(), vn::Fp16Mixed>("ViT-Ti", batch, steps, frozen);
+    if (base && !fp16) run<vf::specs::base(), vf::Bf16Mixed>("ViT-B", batch, steps, frozen);
+    if (base && fp16) run<vf::specs::base(), vf::Fp16Mixed>("ViT-B", batch, steps, frozen);
+    if (!base && !fp16) run<vf::specs::tiny(), vf::Bf16Mixed>("ViT-Ti", batch, steps, frozen);
+    if (!base && fp16) run<vf::specs::tiny(), vf::Fp16Mixed>("ViT-Ti", batch, steps, frozen);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -26,8 +26,9 @@ namespace vitfreeze::bench {
 inline constexpr int kInputSets = 4;
 
 // kInputSets device batches [batch, channels, image, image] of uniform [-1, 1) values.
-inline std::vector<Tensor<float>> random_device_images(cuda::CudaContext& ctx, int batch, int channels, int image) {
-  std::vector<Tensor<float>> images;
+inline std::vector<cuda::DeviceTensor<float>> random_device_images(cuda::CudaContext& ctx, int batch, int channels,
+                                                                  int image) {
+  std::vector<cuda::DeviceTensor<float>> images;
   const std::int64_t values = std::int64_t(batch) * channels * image * image;
   for (int k = 0; k < kInputSets; ++k) {
     Tensor<float> host(Shape{batch, channels, image, image});
@@ -82,7 +83,7 @@ StepTiming time_steps(cuda::CudaContext& ctx, int steps, Step&& step) {
 // One result line. TFLOP/s only for the unfrozen step (the FLOP count is that of the full step);
 // frozen variants report their saving against the last unfrozen baseline.
 inline void report_step(cuda::CudaContext& ctx, int frozen_units, const StepTiming& t, int batch, double flops_per_image,
-                        double& baseline_ms, const cuda::DeviceBuffer& loss_device, const std::string& note = "") {
+                        double& baseline_ms, const cuda::DeviceTensor<double>& loss_device, const std::string& note = "") {
   double loss = 0;
   cuda::check(cudaMemcpy(&loss, loss_device.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
   if (frozen_units == 0) baseline_ms = t.median_ms;
@@ -95,6 +96,21 @@ inline void report_step(cuda::CudaContext& ctx, int frozen_units, const StepTimi
               stats.malloc_calls);
   if (frozen_units > 0 && baseline_ms > 0)
     std::printf("  saving vs no freezing: %.1f%% of step time\n", 100.0 * (1 - t.median_ms / baseline_ms));
+}
+
+// The trainer's truncate freezing of units [0, n) on an explicit encoder (model/encoder.hpp): unit 0
+// is the patch embedding and the cls token, unit i block i - 1.
+template <class Encoder>
+void freeze_units(Encoder& e, int n) {
+  if (n < 1) return;
+  e.cls_token.freeze();
+  e.patch_embed.weight.freeze();
+  e.patch_embed.bias.freeze();
+  for (int i = 0; i + 1 < n; ++i) {
+    std::vector<std::remove_reference_t<decltype(e.cls_token)>*> ps;
+    e.blocks[std::size_t(i)].collect_parameters(ps);
+    for (auto* p : ps) p->freeze();
+  }
 }
 
 inline std::vector<int> parse_int_list(const char* s) {

@@ -33,8 +33,8 @@ void fill_device(cuda::CudaContext& ctx, T* x, std::int64_t n, std::uint32_t see
 
 // A tensor of n pattern values.
 template <class T>
-Tensor<T> filled(cuda::CudaContext& ctx, std::int64_t n, std::uint32_t seed) {
-  Tensor<T> t = ctx.empty<T>(Shape{n});
+cuda::DeviceTensor<T> filled(cuda::CudaContext& ctx, std::int64_t n, std::uint32_t seed) {
+  cuda::DeviceTensor<T> t = ctx.empty<T>(Shape{n});
   fill_device(ctx, t.data(), n, seed);
   return t;
 }

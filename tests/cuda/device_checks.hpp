@@ -215,15 +215,15 @@ Doubles round_to(Doubles v) {
 
 // ---- device data -------------------------------------------------------------------------------
 template <class T>
-Tensor<T> upload(cuda::CudaContext& ctx, const std::vector<T>& host) {
-  Tensor<T> t = ctx.empty<T>(Shape{static_cast<std::int64_t>(host.size())});
+cuda::DeviceTensor<T> upload(cuda::CudaContext& ctx, const std::vector<T>& host) {
+  cuda::DeviceTensor<T> t = ctx.empty<T>(Shape{static_cast<std::int64_t>(host.size())});
   cuda::check(cudaMemcpyAsync(t.data(), host.data(), t.bytes(), cudaMemcpyHostToDevice, ctx.stream()), "upload");
   return t;
 }
 // All bits set: a NaN in both fp32 and bf16.
 template <class T>
-Tensor<T> poisoned(cuda::CudaContext& ctx, std::int64_t n) {
-  Tensor<T> t = ctx.empty<T>(Shape{n});
+cuda::DeviceTensor<T> poisoned(cuda::CudaContext& ctx, std::int64_t n) {
+  cuda::DeviceTensor<T> t = ctx.empty<T>(Shape{n});
   cuda::check(cudaMemsetAsync(t.data(), 0xFF, t.bytes(), ctx.stream()), "poison");
   return t;
 }
@@ -236,7 +236,7 @@ std::vector<T> download(cuda::CudaContext& ctx, const T* device, std::int64_t n)
   return host;
 }
 template <class T>
-std::vector<T> download(cuda::CudaContext& ctx, const Tensor<T>& t) {
+std::vector<T> download(cuda::CudaContext& ctx, const cuda::DeviceTensor<T>& t) {
   return download(ctx, t.data(), t.numel());
 }
 template <class T>
@@ -244,7 +244,7 @@ Doubles fetch(cuda::CudaContext& ctx, const T* device, std::int64_t n) {
   return widen(download(ctx, device, n));
 }
 template <class T>
-Doubles fetch(cuda::CudaContext& ctx, const Tensor<T>& t) {
+Doubles fetch(cuda::CudaContext& ctx, const cuda::DeviceTensor<T>& t) {
   return widen(download(ctx, t));
 }
 
@@ -278,8 +278,65 @@ double host_loss_and_grads(Objective& objective, Encoder& encoder, const Tensor<
 
 inline std::vector<float> to_vector(const Tensor<float>& t) { return {t.data(), t.data() + t.numel()}; }
 
-// The loss a device step wrote (a double at the start of `loss`).
-inline double device_loss(const cuda::DeviceBuffer& loss) {
+// A device step against the CPU's: the loss, then per parameter (the same list, by name) the
+// gradient of every tensor that trains on the host, divided by loss_scale (a step seeded with the
+// fp16 loss scale); the same tensors train on both sides, and a tensor the objective does not reach
+// (the encoder's final norm under LocalMIM: no host gradient) keeps a zero device gradient.
+template <class DeviceParameters>
+void compare_with_host(DeviceChecker& c, const std::string& tag, cuda::CudaContext& ctx, double gpu_loss, double cpu_loss,
+                       const DeviceParameters& params, const std::vector<Parameter<float>*>& host_params,
+                       double loss_tol, double grad_tol, float loss_scale = 1.0f) {
+  c.close(tag + "loss", std::vector<double>{gpu_loss}, std::vector<double>{cpu_loss}, loss_tol);
+  c.expect(host_params.size() == params.size(), tag + "same parameter list as the CPU model");
+  for (std::size_t i = 0; i < params.size() && i < host_params.size(); ++i) {
+    c.expect(params[i]->name() == host_params[i]->name, tag + "parameter " + std::to_string(i) + " is " + host_params[i]->name);
+    if (params[i]->trainable() != host_params[i]->trainable) {
+      c.expect(false, tag + params[i]->name() + " trains on one side only");
+      continue;
+    }
+    if (!params[i]->trainable()) continue;
+    std::vector<float> device_grad = to_vector(params[i]->grad_to_host(ctx));
+    for (float& g : device_grad) g /= loss_scale;
+    if (host_params[i]->grad.empty()) {  // unused by the objective: no gradient reached it
+      const bool zero = std::all_of(device_grad.begin(), device_grad.end(), [](float g) { return g == 0.0f; });
+      c.expect(zero, tag + params[i]->name() + ": unused, its device gradient stays zero");
+      continue;
+    }
+    c.close(tag + "grad " + params[i]->name(), device_grad, to_vector(host_params[i]->grad), grad_tol);
+  }
+}
+
+// Blocks [0, n): their gradients and optimizer state released.
+template <class Encoder>
+void freeze_blocks(Encoder& e, int n) {
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::remove_reference_t<decltype(e.cls_token)>*> ps;
+    e.blocks[std::size_t(i)].collect_parameters(ps);
+    for (auto* p : ps) p->freeze();
+  }
+}
+
+// The trainer's truncate freezing of units [0, n) on an explicit encoder: unit 0 is the patch
+// embedding and the cls token, unit i block i - 1.
+template <class Encoder>
+void freeze_units(Encoder& e, int n) {
+  if (n < 1) return;
+  e.cls_token.freeze();
+  e.patch_embed.weight.freeze();
+  e.patch_embed.bias.freeze();
+  freeze_blocks(e, n - 1);
+}
+// The parameters of a model's host modules, encoder first (the explicit model's order).
+template <class Encoder, class Objective>
+std::vector<Parameter<float>*> host_parameters(Encoder& encoder, Objective& objective) {
+  std::vector<Parameter<float>*> out;
+  encoder.collect_parameters(out);
+  objective.collect_parameters(out);
+  return out;
+}
+
+// The loss a device step wrote (the first of its device doubles).
+inline double device_loss(const cuda::DeviceTensor<double>& loss) {
   double host = 0;
   cuda::check(cudaMemcpy(&host, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "cudaMemcpy(loss)");
   return host;

@@ -60,8 +60,8 @@ void check_batched_gemm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std
         const std::vector<In> A = rnd.uniform<In>(count * batch.stride_a), B = rnd.uniform<In>(count * batch.stride_b);
         const std::vector<Out> C0 = rnd.uniform<Out>(count * batch.stride_c);
         const float alpha = 0.75f;
-        vf::Tensor<In> dA = upload(ctx, A), dB = upload(ctx, B);
-        vf::Tensor<Out> dC = beta == 0.0f ? poisoned<Out>(ctx, count * batch.stride_c) : upload(ctx, C0);
+        vc::DeviceTensor<In> dA = upload(ctx, A), dB = upload(ctx, B);
+        vc::DeviceTensor<Out> dC = beta == 0.0f ? poisoned<Out>(ctx, count * batch.stride_c) : upload(ctx, C0);
         vc::gemm<In, Out>(ctx, ta, tb, M, N, K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc, {}, batch);
         const Doubles a = widen(A), b = widen(B), got_all = fetch(ctx, dC);
         Doubles want_all = widen(C0), got, want;
@@ -94,7 +94,7 @@ void check_batched_gemm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std
 
 void check_batch_plans(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t M = 8, N = 8, K = 8;
-  vf::Tensor<float> A = upload(ctx, rnd.uniform<float>(3 * 64)), B = upload(ctx, rnd.uniform<float>(3 * 64)),
+  vc::DeviceTensor<float> A = upload(ctx, rnd.uniform<float>(3 * 64)), B = upload(ctx, rnd.uniform<float>(3 * 64)),
                     C = poisoned<float>(ctx, 3 * 64);
   auto run = [&](std::int64_t count) {
     vc::gemm<float, float>(ctx, false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N, {},
@@ -122,8 +122,8 @@ void check_attention(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, const 
   cpu::attention_forward<double>(qd.data(), out.data(), probs.data(), s);
   cpu::attention_backward<double>(dod.data(), qd.data(), probs.data(), dqkv.data(), scratch.data(), s);
 
-  vf::Tensor<bf16> dqkv_in = upload(ctx, qkv), dout_in = upload(ctx, dout);
-  vf::Tensor<bf16> y = poisoned<bf16>(ctx, B * T * D);
+  vc::DeviceTensor<bf16> dqkv_in = upload(ctx, qkv), dout_in = upload(ctx, dout);
+  vc::DeviceTensor<bf16> y = poisoned<bf16>(ctx, B * T * D);
   vc::GemmAttentionSaved saved;
   vc::attention_forward_gemm(ctx, dqkv_in.data(), y.data(), s, saved);
   const Doubles got_out = fetch(ctx, y);
@@ -140,13 +140,13 @@ void check_attention(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, const 
   c.close("attention_forward_gemm saved probs " + tag, got_probs, round_to<bf16>(probs), kTolBf16);
   c.expect(padding_zero, "attention_forward_gemm saved probs: padding columns zero " + tag);
 
-  vf::Tensor<bf16> y_inference = poisoned<bf16>(ctx, B * T * D);
+  vc::DeviceTensor<bf16> y_inference = poisoned<bf16>(ctx, B * T * D);
   vc::attention_forward_gemm_inference(ctx, dqkv_in.data(), y_inference.data(), s);
   const Doubles got_inference = fetch(ctx, y_inference);
   c.close("attention_forward_gemm_inference out " + tag, got_inference, round_to<bf16>(out), kTolBf16);
   c.expect(got_inference == got_out, "attention_forward_gemm_inference equals the training forward bit for bit " + tag);
 
-  vf::Tensor<bf16> grad = poisoned<bf16>(ctx, B * T * 3 * D);
+  vc::DeviceTensor<bf16> grad = poisoned<bf16>(ctx, B * T * 3 * D);
   vc::attention_backward_gemm(ctx, dout_in.data(), saved, grad.data(), s);
   const Doubles got_grad = fetch(ctx, grad);
   // Each of dq, dk, dv on its own scale (dq and dk are much smaller than dv).

@@ -1,4 +1,5 @@
-// A whole LocalMIM step on the GPU against the CPU backend, from the same host-initialised weights
+// A whole LocalMIM step of the explicit model on the CUDA backend (model::LocalMim<Cuda, P>) against
+// the CPU tape, from the same host-initialised weights
 // and the same masks: the loss and the gradient of every parameter, for a 3-channel model whose
 // taps cover the scales 4, 2, 1 and 1/2 (two taps share a block) and a 1-channel model (HOG on
 // one channel). Fp32 policy: rounding-level agreement; Bf16Mixed: bf16 tolerances. Then freezing as
@@ -15,15 +16,15 @@
 #include <vitfreeze/cuda.hpp>
 
 #include "device_checks.hpp"
-#include "vitfreeze/backend/cuda/nn/localmim.cuh"
+#include "vitfreeze/backend/cuda/backend.cuh"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/mim/localmim.hpp"
+#include "vitfreeze/model/localmim.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-namespace vn = vitfreeze::cuda::nn;
 using vf::mim::TapSpec;
 using namespace vitfreeze::testing;  // device_checks.hpp
 
@@ -48,45 +49,24 @@ struct HostModel {
   vf::nn::ViT<Config::spec, float> encoder{7};
   vf::mim::LocalMim<Config::spec, typename Config::Taps, Config::decoder, vf::mim::Hog<9>, float> mim{7};
   HostModel() { vf::testing::nudge_off_init(parameters()); }
-  std::vector<vf::Parameter<float>*> parameters() {
-    vf::nn::ParameterList<float> ps;
-    encoder.collect_parameters(ps);
-    mim.collect_parameters(ps);
-    return {ps.begin(), ps.end()};
-  }
+  std::vector<vf::Parameter<float>*> parameters() { return host_parameters(encoder, mim); }
 };
+
+template <class P>
+using DeviceLocalMim = vf::model::LocalMim<vf::Cuda, P>;
+template <class P>
+vf::model::ParameterRefs<vf::Cuda, P> parameters_of(DeviceLocalMim<P>& m) {
+  vf::model::ParameterRefs<vf::Cuda, P> out;
+  m.collect_parameters(out);
+  return out;
+}
 
 template <class Config>
 vf::Tensor<float> random_images(std::uint64_t stream) {
   return vf::testing::random_images(kBatch, Config::spec.channels, Config::spec.image, stream);
 }
 
-// Loss and the gradient of every parameter that trains on the host; the same tensors train on the
-// device and the rest have no gradient state there.
-template <class T>
-void compare_with_host(DeviceChecker& c, const std::string& tag, vc::CudaContext& ctx, double gpu_loss, double cpu_loss,
-                       const vn::DeviceParameterList<T>& params, const std::vector<vf::Parameter<float>*>& host_params,
-                       double loss_tol, double grad_tol) {
-  c.close(tag + "loss", std::vector<double>{gpu_loss}, std::vector<double>{cpu_loss}, loss_tol);
-  c.expect(host_params.size() == params.size(), tag + "same parameter list as the CPU model");
-  for (std::size_t i = 0; i < params.size() && i < host_params.size(); ++i) {
-    c.expect(params[i]->name == host_params[i]->name, tag + "parameter " + std::to_string(i) + " is " + host_params[i]->name);
-    if (params[i]->trainable() != host_params[i]->trainable) {
-      c.expect(false, tag + params[i]->name + " trains on one side only");
-      continue;
-    }
-    if (!params[i]->trainable()) continue;
-    const std::vector<float> device_grad = to_vector(params[i]->grad_to_host(ctx));
-    if (host_params[i]->grad.empty()) {  // unused by the objective (the encoder's final norm): no gradient reached it
-      const bool zero = std::all_of(device_grad.begin(), device_grad.end(), [](float g) { return g == 0.0f; });
-      c.expect(zero, tag + params[i]->name + ": unused, its device gradient stays zero");
-      continue;
-    }
-    c.close(tag + "grad " + params[i]->name, device_grad, to_vector(host_params[i]->grad), grad_tol);
-  }
-}
-
-template <class Config, vn::PrecisionPolicy P>
+template <class Config, vf::PrecisionPolicy P>
 void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   constexpr vf::ViTSpec s = Config::spec;
   HostModel<Config> host;
@@ -95,15 +75,13 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
   const double cpu_loss = host_loss_and_grads(host.mim, host.encoder, images, masks);
 
   vc::CudaContext ctx;
-  vn::DeviceLocalMim<P> model(ctx, host.encoder, host.mim);
-  vn::DeviceParameterList<typename P::Activation> params;
-  model.collect_parameters(params);
-  const vf::Tensor<float> images_device = vc::to_device(ctx, images);
-  const vn::DeviceLocalMimMasks device_masks = model.upload_masks(ctx, masks);
-  vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
-  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  DeviceLocalMim<P> model(ctx, host.encoder, host.mim);
+  const vc::DeviceTensor<float> images_device = vc::to_device(ctx, images);
+  const auto device_masks = model.upload_masks(ctx, masks);
+  const vc::DeviceTensor<double> loss = ctx.empty<double>(vf::Shape{2});
+  model.forward_backward(ctx, images_device, device_masks, loss.data());
   compare_with_host(c, std::string("LocalMIM ") + Config::name + " " + P::name + ": ", ctx, device_loss(loss), cpu_loss,
-                    params, host.parameters(), loss_tol, grad_tol);
+                    parameters_of(model), host.parameters(), loss_tol, grad_tol);
 }
 
 // The trainer's freezing, on both sides: units 0-1 (patch embedding + cls, block 0) frozen and the
@@ -111,7 +89,7 @@ void compare_step(DeviceChecker& c, double loss_tol, double grad_tol) {
 // no cudaMalloc once the step has run once.
 void check_freezing(DeviceChecker& c) {
   using Config = RgbConfig;
-  using P = vn::Fp32;
+  using P = vf::Fp32;
   constexpr vf::ViTSpec s = Config::spec;
   HostModel<Config> host;
   vf::nn::ParameterList<float> prefix;
@@ -127,19 +105,18 @@ void check_freezing(DeviceChecker& c) {
 
   vc::CudaContext ctx;
   HostModel<Config> fresh;  // unfrozen host weights: the device freezes on its own
-  vn::DeviceLocalMim<P> model(ctx, fresh.encoder, fresh.mim);
-  model.encoder.freeze_units(2);
+  DeviceLocalMim<P> model(ctx, fresh.encoder, fresh.mim);
+  freeze_units(model.encoder, 2);
   model.drop_tap(0);
-  vn::DeviceParameterList<float> params;
-  model.collect_parameters(params);
-  const vf::Tensor<float> images_device = vc::to_device(ctx, images);
-  const vn::DeviceLocalMimMasks device_masks = model.upload_masks(ctx, masks);
-  vc::DeviceBuffer loss = ctx.allocator().allocate(2 * sizeof(double));
-  model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
-  compare_with_host(c, "LocalMIM frozen prefix + dropped tap: ", ctx, device_loss(loss), cpu_loss, params, host.parameters(),
-                    1e-5, 1e-4);
+  const auto params = parameters_of(model);
+  const vc::DeviceTensor<float> images_device = vc::to_device(ctx, images);
+  const auto device_masks = model.upload_masks(ctx, masks);
+  const vc::DeviceTensor<double> loss = ctx.empty<double>(vf::Shape{2});
+  model.forward_backward(ctx, images_device, device_masks, loss.data());
+  compare_with_host(c, "LocalMIM frozen prefix + dropped tap: ", ctx, device_loss(loss), cpu_loss, params,
+                    host.parameters(), 1e-5, 1e-4);
 
-  vn::DeviceParameterList<float> dropped;
+  vf::model::ParameterRefs<vf::Cuda, P> dropped;
   model.collect_tap_parameters(0, dropped);
   bool none_trains = !model.tap_active(0);
   for (auto* p : dropped) none_trains = none_trains && !p->trainable();
@@ -152,7 +129,7 @@ void check_freezing(DeviceChecker& c) {
                                std::to_string(want) + ")");
 
   const std::size_t mallocs = ctx.allocator().stats().malloc_calls;
-  for (int step = 0; step < 2; ++step) model.forward_backward(ctx, images_device.data(), device_masks, loss.as<double>());
+  for (int step = 0; step < 2; ++step) model.forward_backward(ctx, images_device, device_masks, loss.data());
   ctx.synchronize();
   c.expect(ctx.allocator().stats().malloc_calls == mallocs,
            "steady state: no cudaMalloc in steps 2 and 3 (" + std::to_string(ctx.allocator().stats().malloc_calls - mallocs) +
@@ -160,11 +137,11 @@ void check_freezing(DeviceChecker& c) {
 }
 
 void device_checks(DeviceChecker& c) {
-  compare_step<RgbConfig, vn::Fp32>(c, 1e-5, 1e-4);
-  compare_step<RgbConfig, vn::Bf16Mixed>(c, 2e-2, 4e-2);
-  compare_step<GreyConfig, vn::Fp32>(c, 1e-5, 1e-4);
-  compare_step<GreyConfig, vn::Bf16Mixed>(c, 2e-2, 4e-2);
-  check_freezing(c);
+  compare_step<RgbConfig, vf::Fp32>(c, 1e-5, 1e-4);
+  compare_step<RgbConfig, vf::Bf16Mixed>(c, 2e-2, 4e-2);
+  compare_step<GreyConfig, vf::Fp32>(c, 1e-5, 1e-4);
+  compare_step<GreyConfig, vf::Bf16Mixed>(c, 2e-2, 4e-2);
+  section(c, "freezing", [&] { check_freezing(c); });
 }
 
 }  // namespace

@@ -76,12 +76,12 @@ double gelu_tanh_grad(double x) {
 
 // ---- host-only checks (run without a GPU) ------------------------------------------------------
 void host_checks(DeviceChecker& c) {
-  bool classes_ok = vc::size_class(1) == 256 && vc::size_class(256) == 256 && vc::size_class(257) == 320 &&
-                    vc::size_class(std::size_t(1) << 20) == (std::size_t(1) << 20) &&
-                    vc::size_class((std::size_t(1) << 20) + 1) == (std::size_t(5) << 18);
+  bool classes_ok = vf::size_class(1) == 256 && vf::size_class(256) == 256 && vf::size_class(257) == 320 &&
+                    vf::size_class(std::size_t(1) << 20) == (std::size_t(1) << 20) &&
+                    vf::size_class((std::size_t(1) << 20) + 1) == (std::size_t(5) << 18);
   for (std::size_t n = 1; n < 200000; n += 7) {
-    const std::size_t cls = vc::size_class(n);
-    classes_ok = classes_ok && cls >= n && (n <= 256 || 4 * cls <= 5 * n + 4) && vc::size_class(cls) == cls;
+    const std::size_t cls = vf::size_class(n);
+    classes_ok = classes_ok && cls >= n && (n <= 256 || 4 * cls <= 5 * n + 4) && vf::size_class(cls) == cls;
   }
   c.expect(classes_ok, "allocator size classes: hold the request, waste <= 25%, idempotent");
 
@@ -101,6 +101,11 @@ void host_checks(DeviceChecker& c) {
   c.expect(vc::detail::alignment_of(reinterpret_cast<const void*>(std::uintptr_t(4096 + 12))) == 4 &&
                vc::detail::alignment_of(reinterpret_cast<const void*>(std::uintptr_t(4096))) == 256,
            "gemm pointer alignment classes");
+  // The backend the models run on: every GPU precision policy, fp32 keeping the exact-erf GELU.
+  static_assert(vf::BackendFor<vf::Cuda, vf::Fp32> && vf::BackendFor<vf::Cuda, vf::Bf16Mixed> &&
+                vf::BackendFor<vf::Cuda, vf::Fp16Mixed> && !vf::Cuda::supports<vf::Fp64>);
+  static_assert(!vf::Cuda::epilogue_gelu<vf::Fp32> && vf::Cuda::epilogue_gelu<vf::Bf16Mixed> &&
+                vf::Cuda::epilogue_gelu<vf::Fp16Mixed>);
   static_assert(vc::GemmTypes<float, float> && vc::GemmTypes<bf16, bf16> && vc::GemmTypes<bf16, float>);
   static_assert(vc::GemmTypes<f16, f16> && vc::GemmTypes<f16, float>);
   static_assert(!vc::GemmTypes<float, bf16> && !vc::GemmTypes<bf16, f16> && !vc::GemmTypes<f16, bf16>);
@@ -139,8 +144,8 @@ void check_gemm_plain(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::
         const std::vector<In> B = stored<In>(rnd.uniform((tb ? N : K) * ldb));
         const std::vector<Out> C0 = stored<Out>(rnd.uniform(M * ldc));
         const float alpha = 0.75f;
-        vf::Tensor<In> dA = upload(ctx, A), dB = upload(ctx, B);
-        vf::Tensor<Out> dC = beta == 0.0f ? poisoned<Out>(ctx, M * ldc) : upload(ctx, C0);
+        vc::DeviceTensor<In> dA = upload(ctx, A), dB = upload(ctx, B);
+        vc::DeviceTensor<Out> dC = beta == 0.0f ? poisoned<Out>(ctx, M * ldc) : upload(ctx, C0);
         vc::gemm<In, Out>(ctx, ta, tb, M, N, K, alpha, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc);
         Doubles want = widen(C0);
         const Doubles a = widen(A), b = widen(B);
@@ -171,21 +176,21 @@ void check_gemm_epilogues(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const Doubles xd = widen(x), Wd = widen(W), bd = widen(bias);
   Doubles pre(M * N);
   cpu::linear_forward<double>(xd.data(), Wd.data(), bd.data(), pre.data(), M, K, N);
-  vf::Tensor<In> dx = upload(ctx, x), dW = upload(ctx, W);
-  vf::Tensor<Out> db = upload(ctx, bias);
+  vc::DeviceTensor<In> dx = upload(ctx, x), dW = upload(ctx, W);
+  vc::DeviceTensor<Out> db = upload(ctx, bias);
 
   {  // bias
-    vf::Tensor<Out> y = poisoned<Out>(ctx, M * N);
-    vc::GemmEpilogue<Out> ep;
-    ep.kind = vc::Epilogue::bias;
+    vc::DeviceTensor<Out> y = poisoned<Out>(ctx, M * N);
+    vf::GemmEpilogue<Out> ep;
+    ep.kind = vf::Epilogue::bias;
     ep.bias = db.data();
     vc::gemm<In, Out>(ctx, false, true, M, N, K, 1.0f, dx.data(), K, dW.data(), K, 0.0f, y.data(), N, ep);
     c.close("gemm epilogue bias " + tag, fetch(ctx, y), round_to<Out>(pre), tol_for<Out>());
   }
   {  // gelu_aux_bias
-    vf::Tensor<Out> y = poisoned<Out>(ctx, M * N), aux = poisoned<Out>(ctx, M * N);
-    vc::GemmEpilogue<Out> ep;
-    ep.kind = vc::Epilogue::gelu_aux_bias;
+    vc::DeviceTensor<Out> y = poisoned<Out>(ctx, M * N), aux = poisoned<Out>(ctx, M * N);
+    vf::GemmEpilogue<Out> ep;
+    ep.kind = vf::Epilogue::gelu_aux_bias;
     ep.bias = db.data();
     ep.aux = aux.data();
     ep.ld_aux = N;
@@ -208,10 +213,10 @@ void check_gemm_epilogues(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     const std::int64_t No = 16;
     const std::vector<In> dout = stored<In>(rnd.uniform(M * No)), W2 = stored<In>(rnd.uniform(No * N));
     const std::vector<Out> pre_in = stored<Out>(rnd.uniform(M * N, -3.0f, 3.0f));
-    vf::Tensor<In> ddout = upload(ctx, dout), dW2 = upload(ctx, W2);
-    vf::Tensor<Out> dpre_in = upload(ctx, pre_in), dh = poisoned<Out>(ctx, M * N);
-    vc::GemmEpilogue<Out> ep;
-    ep.kind = vc::Epilogue::dgelu;
+    vc::DeviceTensor<In> ddout = upload(ctx, dout), dW2 = upload(ctx, W2);
+    vc::DeviceTensor<Out> dpre_in = upload(ctx, pre_in), dh = poisoned<Out>(ctx, M * N);
+    vf::GemmEpilogue<Out> ep;
+    ep.kind = vf::Epilogue::dgelu;
     ep.aux = dpre_in.data();
     ep.ld_aux = N;
     vc::gemm<In, Out>(ctx, false, false, M, N, No, 1.0f, ddout.data(), No, dW2.data(), N, 0.0f, dh.data(), N, ep);
@@ -233,10 +238,10 @@ void check_gemm_epilogues(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   {  // bgradb with beta = 1: dW += dy^T x, db = column sums of dy
     const std::vector<In> dy = stored<In>(rnd.uniform(M * N));
     const std::vector<Out> dW0 = stored<Out>(rnd.uniform(N * K));
-    vf::Tensor<In> ddy = upload(ctx, dy);
-    vf::Tensor<Out> dWacc = upload(ctx, dW0), dbias = poisoned<Out>(ctx, N);
-    vc::GemmEpilogue<Out> ep;
-    ep.kind = vc::Epilogue::bgradb;
+    vc::DeviceTensor<In> ddy = upload(ctx, dy);
+    vc::DeviceTensor<Out> dWacc = upload(ctx, dW0), dbias = poisoned<Out>(ctx, N);
+    vf::GemmEpilogue<Out> ep;
+    ep.kind = vf::Epilogue::bgradb;
     ep.bias_grad = dbias.data();
     vc::gemm<In, Out>(ctx, true, false, N, K, M, 1.0f, ddy.data(), N, dx.data(), K, 1.0f, dWacc.data(), K, ep);
     Doubles want_dW = widen(dW0), want_db(N, 0.0);
@@ -264,10 +269,10 @@ void check_layernorm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::i
 
   std::vector<T> x_padded = x;
   if (misalign) x_padded.insert(x_padded.begin(), T(0.0f));
-  vf::Tensor<T> dx_buf = upload(ctx, x_padded), dg = upload(ctx, gamma), dbeta = upload(ctx, beta);
+  vc::DeviceTensor<T> dx_buf = upload(ctx, x_padded), dg = upload(ctx, gamma), dbeta = upload(ctx, beta);
   const T* xp = dx_buf.data() + (misalign ? 1 : 0);
-  vf::Tensor<T> dy_out = poisoned<T>(ctx, rows * D);
-  vf::Tensor<float> dmean = poisoned<float>(ctx, rows), drstd = poisoned<float>(ctx, rows);
+  vc::DeviceTensor<T> dy_out = poisoned<T>(ctx, rows * D);
+  vc::DeviceTensor<float> dmean = poisoned<float>(ctx, rows), drstd = poisoned<float>(ctx, rows);
   vc::layernorm_forward<T>(ctx, xp, dg.data(), dbeta.data(), dy_out.data(), dmean.data(), drstd.data(), rows, D,
                            eps);
   c.close("layernorm_forward y " + tag, fetch(ctx, dy_out), round_to<T>(y), tol_for<T>());
@@ -280,8 +285,8 @@ void check_layernorm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::i
     for (std::int64_t i = 0; i < rows * D; ++i) h[i] = xd[i] + rd[i];
     h = round_to<T>(h);  // the kernel normalises h as stored
     cpu::layernorm_forward<double>(h.data(), gd.data(), bd.data(), yh.data(), mh.data(), rh.data(), rows, D, eps);
-    vf::Tensor<T> dres = upload(ctx, res), sum = poisoned<T>(ctx, rows * D), out = poisoned<T>(ctx, rows * D);
-    vf::Tensor<float> m2 = poisoned<float>(ctx, rows), r2 = poisoned<float>(ctx, rows);
+    vc::DeviceTensor<T> dres = upload(ctx, res), sum = poisoned<T>(ctx, rows * D), out = poisoned<T>(ctx, rows * D);
+    vc::DeviceTensor<float> m2 = poisoned<float>(ctx, rows), r2 = poisoned<float>(ctx, rows);
     vc::residual_layernorm_forward<T>(ctx, xp, dres.data(), sum.data(), dg.data(), dbeta.data(), out.data(),
                                       m2.data(), r2.data(), rows, D, eps);
     c.close("residual_layernorm_forward sum " + tag, fetch(ctx, sum), h, tol_for<T>());
@@ -295,8 +300,8 @@ void check_layernorm(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::i
     const Doubles dyd = widen(dy);
     cpu::layernorm_backward<double>(dyd.data(), xd.data(), gd.data(), mean.data(), rstd.data(), want_dx.data(),
                                     want_dg.data(), want_db.data(), rows, D);
-    vf::Tensor<T> ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
-    vf::Tensor<float> ddg = upload(ctx, dg0), ddb = upload(ctx, db0);
+    vc::DeviceTensor<T> ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
+    vc::DeviceTensor<float> ddg = upload(ctx, dg0), ddb = upload(ctx, db0);
     vc::layernorm_backward<T>(ctx, ddy.data(), xp, dg.data(), dmean.data(), drstd.data(), ddx.data(),
                               ddg.data(), ddb.data(), rows, D);
     c.close("layernorm_backward dx " + tag, fetch(ctx, ddx), round_to<T>(want_dx), tol_for<T>());
@@ -314,7 +319,7 @@ void check_gelu(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_
   Doubles y(n), dx = widen(dx0);
   cpu::gelu_forward<double>(xd.data(), y.data(), n);
   cpu::gelu_backward<double>(dyd.data(), xd.data(), dx.data(), n);
-  vf::Tensor<T> dxin = upload(ctx, x), dyout = poisoned<T>(ctx, n), ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
+  vc::DeviceTensor<T> dxin = upload(ctx, x), dyout = poisoned<T>(ctx, n), ddy = upload(ctx, dy), ddx = upload(ctx, dx0);
   vc::gelu_forward<T>(ctx, dxin.data(), dyout.data(), n);
   vc::gelu_backward<T>(ctx, ddy.data(), dxin.data(), ddx.data(), n);
   const std::string tag = std::string(type_name<T>()) + " n=" + std::to_string(n);
@@ -331,8 +336,8 @@ void check_column_sums(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std:
   const Doubles xd = widen(x);
   for (std::int64_t r = 0; r < rows; ++r)
     for (std::int64_t j = 0; j < cols; ++j) want[j] += xd[r * cols + j];
-  vf::Tensor<T> dxm = upload(ctx, x);
-  vf::Tensor<float> dout = upload(ctx, out0);
+  vc::DeviceTensor<T> dxm = upload(ctx, x);
+  vc::DeviceTensor<float> dout = upload(ctx, out0);
   vc::add_column_sums<T>(ctx, dxm.data(), rows, cols, dout.data());
   const std::string tag = std::string(type_name<T>()) + " " + std::to_string(rows) + "x" + std::to_string(cols);
   c.close("add_column_sums (accumulating) " + tag, fetch(ctx, dout), want, kTolF32);
@@ -348,7 +353,7 @@ void check_add(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int64_t
     want_sum[i] = yd[i] + xd[i];
     want_bc[i] = yd[i] + td[i % period];
   }
-  vf::Tensor<T> dy1 = upload(ctx, y0), dy2 = upload(ctx, y0), dxv = upload(ctx, x), dt = upload(ctx, table);
+  vc::DeviceTensor<T> dy1 = upload(ctx, y0), dy2 = upload(ctx, y0), dxv = upload(ctx, x), dt = upload(ctx, table);
   vc::add_in_place<T>(ctx, dy1.data(), dxv.data(), n);
   vc::add_broadcast_in_place<T>(ctx, dy2.data(), dt.data(), period, n);
   const std::string tag = std::string(type_name<T>()) + " n=" + std::to_string(n) + " period=" + std::to_string(period);
@@ -361,7 +366,7 @@ void check_softmax(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::vector<float> s = rnd.uniform(rows * cols, -5.0f, 5.0f);
   Doubles want = widen(s);
   cpu::softmax_rows_inplace<double>(want.data(), rows, cols);
-  vf::Tensor<float> ds = upload(ctx, s);
+  vc::DeviceTensor<float> ds = upload(ctx, s);
   vc::softmax_rows_inplace(ctx, ds.data(), rows, cols);
   c.close("softmax_rows_inplace 7x300", fetch(ctx, ds), want, kTolF32);
 }
@@ -378,11 +383,11 @@ void check_attention(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, const 
   cpu::attention_forward<double>(qd.data(), out.data(), probs.data(), cs);
   cpu::attention_backward<double>(dod.data(), qd.data(), probs.data(), dqkv.data(), scratch.data(), cs);
 
-  vf::Tensor<float> dq = upload(ctx, qkv), dO = poisoned<float>(ctx, B * T * D), dP = poisoned<float>(ctx, P);
+  vc::DeviceTensor<float> dq = upload(ctx, qkv), dO = poisoned<float>(ctx, B * T * D), dP = poisoned<float>(ctx, P);
   vc::attention_forward(ctx, dq.data(), dO.data(), dP.data(), s);
   c.close("attention_forward out " + tag, fetch(ctx, dO), out, kTolF32);
   c.close("attention_forward probs " + tag, fetch(ctx, dP), probs, kTolF32);
-  vf::Tensor<float> ddout = upload(ctx, dout), ddqkv = upload(ctx, dqkv0), dscratch = poisoned<float>(ctx, P);
+  vc::DeviceTensor<float> ddout = upload(ctx, dout), ddqkv = upload(ctx, dqkv0), dscratch = poisoned<float>(ctx, P);
   vc::attention_backward(ctx, ddout.data(), dq.data(), dP.data(), ddqkv.data(), dscratch.data(), s);
   c.close("attention_backward dqkv (accumulating) " + tag, fetch(ctx, ddqkv), dqkv, kTolF32);
 }
@@ -398,8 +403,8 @@ void check_tokens(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int6
   Doubles out(B * K * D), dx = widen(dx0);
   cpu::gather_tokens_forward<double>(xd.data(), ids.data(), out.data(), B, L, K, D);
   cpu::gather_tokens_backward<double>(dod.data(), ids.data(), dx.data(), B, L, K, D);
-  vf::Tensor<std::int32_t> dids = upload(ctx, ids);
-  vf::Tensor<float> dxin = upload(ctx, x), dgo = poisoned<float>(ctx, B * K * D), ddout = upload(ctx, dout),
+  vc::DeviceTensor<std::int32_t> dids = upload(ctx, ids);
+  vc::DeviceTensor<float> dxin = upload(ctx, x), dgo = poisoned<float>(ctx, B * K * D), ddout = upload(ctx, dout),
                     ddx = upload(ctx, dx0);
   vc::gather_tokens_forward<float>(ctx, dxin.data(), dids.data(), dgo.data(), B, L, K, D);
   vc::gather_tokens_backward<float>(ctx, ddout.data(), dids.data(), ddx.data(), B, L, K, D);
@@ -418,8 +423,8 @@ void check_tokens(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd, std::int6
   Doubles uout(B * (L + 1) * D), dxs = widen(dxs0), dm = widen(dm0);
   cpu::unshuffle_forward<double>(xsd.data(), md.data(), restore.data(), uout.data(), B, K, L, D);
   cpu::unshuffle_backward<double>(dusd.data(), restore.data(), dxs.data(), dm.data(), B, K, L, D);
-  vf::Tensor<std::int32_t> drestore = upload(ctx, restore);
-  vf::Tensor<float> dxs_in = upload(ctx, xs), dmask = upload(ctx, mask), duo = poisoned<float>(ctx, B * (L + 1) * D),
+  vc::DeviceTensor<std::int32_t> drestore = upload(ctx, restore);
+  vc::DeviceTensor<float> dxs_in = upload(ctx, xs), dmask = upload(ctx, mask), duo = poisoned<float>(ctx, B * (L + 1) * D),
                     ddus = upload(ctx, dus), ddxs = upload(ctx, dxs0), ddm = upload(ctx, dm0);
   vc::unshuffle_forward<float>(ctx, dxs_in.data(), dmask.data(), drestore.data(), duo.data(), B, K, L, D);
   vc::unshuffle_backward<float>(ctx, ddus.data(), drestore.data(), ddxs.data(), ddm.data(), B, K, L, D);
@@ -437,7 +442,7 @@ void check_patchify(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     std::vector<float> want_p(n), want_i(n);
     cpu::patchify(images.data(), want_p.data(), g, layout);
     cpu::unpatchify(patches.data(), want_i.data(), g, layout);
-    vf::Tensor<float> di = upload(ctx, images), dp = poisoned<float>(ctx, n), dp2 = upload(ctx, patches),
+    vc::DeviceTensor<float> di = upload(ctx, images), dp = poisoned<float>(ctx, n), dp2 = upload(ctx, patches),
                       di2 = poisoned<float>(ctx, n);
     vc::patchify(ctx, di.data(), dp.data(), g, layout);
     vc::unpatchify(ctx, dp2.data(), di2.data(), g, layout);
@@ -453,7 +458,7 @@ void check_masked_mse(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   for (float& w : weight) w = w < 0.3f ? 0.0f : (w < 0.4f ? 0.5f : 1.0f);
   weight[0] = 1.0f;
   const Doubles pd = widen(pred), td = widen(target), wd = widen(weight);
-  vf::Tensor<float> dpred = upload(ctx, pred), dtarget = upload(ctx, target), dweight = upload(ctx, weight);
+  vc::DeviceTensor<float> dpred = upload(ctx, pred), dtarget = upload(ctx, target), dweight = upload(ctx, weight);
   for (bool weighted : {true, false}) {
     const std::string tag = weighted ? " (weighted)" : " (all rows)";
     double want_wsum = 0, got_wsum = -1;
@@ -466,7 +471,7 @@ void check_masked_mse(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     Doubles dwant = widen(dpred0);
     cpu::masked_mse_backward<double>(1.3, pd.data(), td.data(), weighted ? wd.data() : nullptr, want_wsum, dwant.data(),
                                      rows, P);
-    vf::Tensor<float> dd = upload(ctx, dpred0);
+    vc::DeviceTensor<float> dd = upload(ctx, dpred0);
     vc::masked_mse_backward<float>(ctx, 1.3, dpred.data(), dtarget.data(), weighted ? dweight.data() : nullptr,
                                    want_wsum, dd.data(), rows, P);
     c.close("masked_mse_backward (accumulating)" + tag, fetch(ctx, dd), dwant, kTolF32);
@@ -490,9 +495,9 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
                                    {777, true, 1e-2, vf::DType::f16, 1.0f}};
   std::vector<vf::Parameter<float>> params;
   params.reserve(cases.size());  // optim::AdamW keys its state by the Parameter's address
-  std::vector<vf::Tensor<float>> dparam, dgrad, dm, dv;
-  std::vector<vf::Tensor<bf16>> dwork;    // bf16 working copies
-  std::vector<vf::Tensor<f16>> dwork16;   // fp16 working copies
+  std::vector<vc::DeviceTensor<float>> dparam, dgrad, dm, dv;
+  std::vector<vc::DeviceTensor<bf16>> dwork;    // bf16 working copies
+  std::vector<vc::DeviceTensor<f16>> dwork16;   // fp16 working copies
   for (const Case& k : cases) {
     vf::Parameter<float>& p = params.emplace_back("p" + std::to_string(params.size()), vf::Shape{k.n}, k.decay);
     const std::vector<float> init = rnd.uniform(k.n);
@@ -502,8 +507,8 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
     dgrad.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
     dm.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
     dv.push_back(upload(ctx, std::vector<float>(k.n, 0.0f)));
-    dwork.push_back(k.working_copy == vf::DType::bf16 ? poisoned<bf16>(ctx, k.n) : vf::Tensor<bf16>());
-    dwork16.push_back(k.working_copy == vf::DType::f16 ? poisoned<f16>(ctx, k.n) : vf::Tensor<f16>());
+    dwork.push_back(k.working_copy == vf::DType::bf16 ? poisoned<bf16>(ctx, k.n) : vc::DeviceTensor<bf16>());
+    dwork16.push_back(k.working_copy == vf::DType::f16 ? poisoned<f16>(ctx, k.n) : vc::DeviceTensor<f16>());
   }
   for (std::int64_t step = 1; step <= 3; ++step) {
     std::vector<vc::AdamWTensor> updates;
@@ -537,7 +542,7 @@ void check_adamw(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
 void check_steady_state(vc::CudaContext& ctx, DeviceChecker& c, Random& rnd) {
   const std::int64_t M = 64, N = 48, K = 32;
   auto step = [&] {  // allocates inputs, outputs and (inside masked_mse_forward) scratch
-    vf::Tensor<float> a = upload(ctx, rnd.uniform(M * K)), b = upload(ctx, rnd.uniform(K * N)), out = poisoned<float>(ctx, M * N);
+    vc::DeviceTensor<float> a = upload(ctx, rnd.uniform(M * K)), b = upload(ctx, rnd.uniform(K * N)), out = poisoned<float>(ctx, M * N);
     vc::gemm<float, float>(ctx, false, false, M, N, K, 1.0f, a.data(), K, b.data(), N, 0.0f, out.data(), N);
     double wsum = 0;
     (void)vc::masked_mse_forward<float>(ctx, out.data(), out.data(), nullptr, M, N, &wsum);

@@ -1,15 +1,19 @@
-// DevicePretrainer with the LocalMIM objective against train::Pretrainer on the CPU, step by step on
-// the same batches (synthetic stripes) and the same freeze schedule: linear 0.5 over 32 steps with
+// train::Pretrainer with the GPU engine (train::CudaStepEngine) and the LocalMIM objective against
+// the same trainer with its CPU engine, step by step on the same batches (synthetic stripes) and the
+// same freeze schedule: linear 0.5 over 32 steps with
 // per-unit LRs, taps after blocks 0, 1 and 3, so the first two taps drop inside the run and the last
-// never does. Checked: every device tensor is in the unit the CPU trainer puts it in; each tap is
+// never does. Checked: the engine's device tensors are the trainer's parameters one for one (the
+// unit map is the trainer's, computed once for both engines); each tap is
 // dropped at the iteration the CPU trainer drops it, which is when the controller freezes its
 // block's unit; frozen and dropped tensors stay bit-identical from their freeze on; the loss falls
 // before the first drop and, in fp32, follows the CPU's step by step (a missed drop or a wrong LR
 // shows there); the encoder's final norm, unused by LocalMIM, is never changed; download() leaves the
 // host models as the CPU trainer leaves its own. Checkpoints: saved on the GPU and resumed, a run ends
-// bit-identical to the uninterrupted one, and the CPU trainer loads the GPU's file. Fp32 under truncate semantics, vitfreeze semantics
-// (the cls token never freezes) and dont_freeze_pe (the blocks are units 0..3); bf16 and fp16 (with
-// dynamic loss scaling: few skipped steps, a settled scale) under truncate.
+// bit-identical to the uninterrupted one, and the CPU trainer loads the GPU's file. Whole-step CUDA
+// graphs: the same run captured and replayed ends bit-identical to the eager one (fp32), recapturing
+// as units freeze and taps drop. Fp32 under truncate semantics, vitfreeze semantics (the cls token
+// never freezes) and dont_freeze_pe (the blocks are units 0..3); bf16 and fp16 (with dynamic loss
+// scaling: few skipped steps, a settled scale) under truncate.
 // Exit 0 pass, 1 fail, 77 without a GPU.
 #include <cuda_runtime.h>
 
@@ -24,19 +28,17 @@
 #include <vitfreeze/cuda.hpp>
 
 #include "device_checks.hpp"
-#include "vitfreeze/backend/cuda/nn/localmim.cuh"
-#include "vitfreeze/backend/cuda/nn/pretrainer.cuh"
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/mim/localmim.hpp"
 #include "vitfreeze/testing/synthetic.hpp"
+#include "vitfreeze/train/cuda_step_engine.cuh"
 #include "vitfreeze/train/pretrainer.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace vc = vitfreeze::cuda;
-namespace vn = vitfreeze::cuda::nn;
 using vf::testing::DeviceChecker;
 
 constexpr vf::ViTSpec kSpec{.image = 28, .channels = 1, .patch = 2, .dim = 32, .depth = 4, .heads = 4, .mlp_ratio = 2};
@@ -46,12 +48,16 @@ using HostObjective = vf::mim::LocalMim<kSpec, Taps, vf::mim::DecoderSpec{.dim =
 using Encoder = vf::nn::ViT<kSpec, float>;
 using Masking = vf::mim::RandomRatio;
 
-// The trainer finds the taps through these concepts; a silent mismatch would train LocalMIM as MAE.
-static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Fp32>, float>);
-static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Bf16Mixed>, vn::Bf16Mixed::Activation>);
-static_assert(vn::DeviceObjectiveWithTaps<vn::DeviceLocalMim<vn::Fp16Mixed>, vn::Fp16Mixed::Activation>);
-static_assert(!vn::DeviceObjectiveWithTaps<vn::DeviceMae<vn::Fp32>, float>);
+template <class P>
+using GpuTrainer = vf::train::Pretrainer<Encoder, HostObjective, Masking, float, vf::train::CudaStepEngine<Encoder, HostObjective, P>>;
+using CpuTrainer = vf::train::Pretrainer<Encoder, HostObjective, Masking>;
+
+// The trainer finds the taps through this concept (a silent mismatch would train LocalMIM as MAE),
+// and the engine is one of its device engines.
 static_assert(vf::train::ObjectiveWithTaps<HostObjective, float>);
+static_assert(vf::train::DeviceStepEngine<vf::train::CudaStepEngine<Encoder, HostObjective, vf::Fp32>, float>);
+static_assert(vf::train::DeviceStepEngine<vf::train::CudaStepEngine<Encoder, HostObjective, vf::Bf16Mixed>, float>);
+static_assert(vf::train::DeviceStepEngine<vf::train::CudaStepEngine<Encoder, HostObjective, vf::Fp16Mixed>, float>);
 
 constexpr int kEpochs = 8;  // of 4 batches of 16: 32 steps
 constexpr std::int64_t kBatchesPerEpoch = 4;
@@ -83,9 +89,9 @@ vf::freeze::FreezeController make_controller(const Case& cs) {
                                       {.mode = vf::freeze::LrMode::scaled_layerwise, .base_lr = 2e-3});
 }
 
-template <class T>
-std::vector<float> device_values(vc::CudaContext& ctx, const vn::DeviceParameter<T>& p) {
-  vf::Parameter<float> host(p.name, p.shape(), false);
+template <class P>
+std::vector<float> device_values(vc::CudaContext& ctx, const vc::CudaParameter<P>& p) {
+  vf::Parameter<float> host(p.name(), p.shape(), false);
   p.values_to_host(ctx, host);
   return {host.value.data(), host.value.data() + host.value.numel()};
 }
@@ -106,7 +112,18 @@ double mean(const std::vector<double>& v, std::size_t from, std::size_t to) {
   return s / double(to - from);
 }
 
-template <vn::PrecisionPolicy P>
+// Unit of each of the trainer's parameters (all_parameters() order); -1: never frozen.
+template <class Trainer>
+std::vector<int> unit_of_parameters(const Trainer& t) {
+  std::map<std::string, int> unit;
+  for (std::size_t u = 0; u < t.units().size(); ++u)
+    for (auto* p : t.units()[u]) unit[p->name] = int(u);
+  std::vector<int> out;
+  for (auto* p : t.all_parameters()) out.push_back(unit.count(p->name) ? unit[p->name] : -1);
+  return out;
+}
+
+template <vf::PrecisionPolicy P>
 void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::Tensor<float>>& batches) {
   constexpr bool fp32 = std::is_same_v<typename P::Activation, float>;
   const std::string tag = std::string(P::name) + " " + cs.name + ": ";
@@ -120,34 +137,26 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
   HostObjective cpu_objective(2);
   vf::freeze::FreezeController cpu_controller = make_controller(cs);
   vf::optim::AdamW<float> cpu_adam(kAdam);
-  vf::train::Pretrainer cpu(cpu_encoder, cpu_objective, Masking{750}, cpu_controller, cpu_adam, options);
+  CpuTrainer cpu(cpu_encoder, cpu_objective, Masking{750}, cpu_controller, cpu_adam, options);
 
   // The same initial weights (same seeds) in host models of their own, which download() fills.
   Encoder gpu_encoder(1);
   HostObjective gpu_objective(2);
   vf::freeze::FreezeController gpu_controller = make_controller(cs);
+  vf::optim::AdamW<float> gpu_adam(kAdam);
   vc::CudaContext ctx;
-  vn::DevicePretrainer<Encoder, HostObjective, vn::DeviceLocalMim<P>, Masking, P> gpu(
-      ctx, gpu_encoder, gpu_objective, Masking{750}, gpu_controller, kAdam, options);
-  auto& model = gpu.model();
-  const auto& params = gpu.parameters();
-  const std::vector<int>& unit_of = gpu.unit_of_parameter();
+  GpuTrainer<P> gpu(gpu_encoder, gpu_objective, Masking{750}, gpu_controller, gpu_adam, options, ctx, kAdam);
+  auto& model = gpu.engine().model();
+  const auto& params = gpu.engine().parameters();
+  const std::vector<int> unit_of = unit_of_parameters(gpu);
 
-  // Units: the CPU trainer's lists (never-frozen tensors: -1) against the device's map, by name.
-  std::map<std::string, int> cpu_unit;
-  for (auto* p : cpu.all_parameters()) cpu_unit[p->name] = -1;
-  for (std::size_t u = 0; u < cpu.units().size(); ++u)
-    for (auto* p : cpu.units()[u]) cpu_unit[p->name] = int(u);
-  std::string unit_mismatch;
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    const auto it = cpu_unit.find(params[i]->name);
-    if (unit_mismatch.empty() && (it == cpu_unit.end() || it->second != unit_of[i]))
-      unit_mismatch = params[i]->name + " in unit " + std::to_string(unit_of[i]) + ", on the CPU " +
-                      (it == cpu_unit.end() ? std::string("absent") : std::to_string(it->second));
-  }
-  c.expect(params.size() == cpu_unit.size() && unit_mismatch.empty(),
-           tag + std::to_string(params.size()) + " device tensors in the CPU trainer's units (" +
-               std::to_string(cpu_unit.size()) + " there)" + (unit_mismatch.empty() ? "" : "; first mismatch: " + unit_mismatch));
+  // The engine's tensors are the trainer's parameters, one for one; both trainers have the same units.
+  const auto host_list = gpu.all_parameters();
+  bool same_list = host_list.size() == params.size();
+  for (std::size_t i = 0; same_list && i < params.size(); ++i) same_list = params[i]->name() == host_list[i]->name;
+  c.expect(same_list, tag + std::to_string(params.size()) + " device tensors, the trainer's " +
+                          std::to_string(host_list.size()) + " parameters in its order");
+  c.expect(unit_of == unit_of_parameters(cpu), tag + "the same units as the CPU trainer's");
 
   std::vector<std::vector<float>> initial;
   for (const auto* p : params) initial.push_back(device_values(ctx, *p));
@@ -200,7 +209,7 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
   bool norm_kept = true;
   for (std::size_t i = 0; i < params.size(); ++i)
     for (auto* p : final_norm)
-      if (params[i]->name == p->name) norm_kept = norm_kept && bit_identical(device_values(ctx, *params[i]), initial[i]);
+      if (params[i]->name() == p->name) norm_kept = norm_kept && bit_identical(device_values(ctx, *params[i]), initial[i]);
   c.expect(norm_kept, tag + "the encoder's final norm (no gradient under LocalMIM) keeps its initial values, as on the CPU");
 
   // Before the first drop the loss has a fixed set of terms: it must fall over these steps.
@@ -225,13 +234,13 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
 
   if constexpr (P::loss_scaling) {
     // 2^16 may overflow on the first steps; after that the scale must have settled.
-    const vf::optim::LossScaleState scaling = gpu.loss_scale_state();
+    const vf::LossScaleState scaling = gpu.engine().loss_scale_state();
     c.expect(scaling.skipped_steps <= 8 && scaling.scale >= 1.0f && std::isfinite(scaling.scale),
              tag + "loss scaling: " + std::to_string(scaling.skipped_steps) + " of " + std::to_string(batches.size()) +
                  " steps skipped, scale now " + std::to_string(scaling.scale));
   }
 
-  gpu.download();
+  gpu.engine().download(gpu.all_parameters(), gpu_adam);
   bool same_taps = true;
   for (int k = 0; k < taps; ++k) same_taps = same_taps && gpu_objective.tap_active(k) == cpu_objective.tap_active(k);
   vf::nn::ParameterList<float> gpu_host, cpu_host;
@@ -246,68 +255,76 @@ void check_against_cpu(DeviceChecker& c, const Case& cs, const std::vector<vf::T
            tag + "download(): the host models' active taps and trainable flags are the CPU trainer's");
 }
 
+// One GPU run's host objects and its trainer (which keeps references to them).
+struct GpuRun {
+  Encoder encoder;
+  HostObjective objective;
+  vf::freeze::FreezeController controller;
+  vf::optim::AdamW<float> adam{kAdam};
+  GpuTrainer<vf::Fp32> trainer;
+
+  GpuRun(vc::CudaContext& ctx, std::uint64_t seed, const Case& cs, const vf::train::PretrainOptions& options,
+         vf::train::CudaEngineOptions engine = {})
+      : encoder(seed), objective(seed + 1), controller(make_controller(cs)),
+        trainer(encoder, objective, Masking{750}, controller, adam, options, ctx, kAdam, engine) {}
+
+  std::vector<std::vector<float>> values() {
+    std::vector<std::vector<float>> out;
+    for (const auto* p : trainer.engine().parameters()) out.push_back(device_values(trainer.engine().context(), *p));
+    return out;
+  }
+};
+
+vf::train::PretrainOptions plain_options() {
+  vf::train::PretrainOptions options;
+  options.epochs = kEpochs;
+  options.progress = false;
+  return options;
+}
+
 // Checkpoints (fp32, deterministic kernels): a run saved at step K and resumed by a fresh trainer
 // ends bit-identical to the uninterrupted run; the CPU trainer loads the GPU's checkpoint (same
 // format and recipe) and holds the GPU's values at K; a checkpoint of another recipe is refused.
 void check_checkpoint_resume(DeviceChecker& c, const std::vector<vf::Tensor<float>>& batches) {
-  using P = vn::Fp32;
-  using DeviceTrainer = vn::DevicePretrainer<Encoder, HostObjective, vn::DeviceLocalMim<P>, Masking, P>;
   const Case cs{"truncate", vf::freeze::FreezeSemantics::truncate, false};
   const std::int64_t K = 21, N = std::int64_t(batches.size());  // K: after the first tap drop (see above)
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / "vitfreeze_test_cuda_checkpoint";
   std::filesystem::remove_all(dir);
-  vf::train::PretrainOptions options;
-  options.epochs = kEpochs;
-  options.progress = false;
+  vf::train::PretrainOptions options = plain_options();
   options.checkpoint_dir = dir;
   options.recipe.set("test", "checkpoint resume");
   vc::CudaContext ctx;
-  auto values_of = [&](DeviceTrainer& t) {
-    std::vector<std::vector<float>> out;
-    for (const auto* p : t.parameters()) out.push_back(device_values(ctx, *p));
-    return out;
-  };
 
-  Encoder e1(1);
-  HostObjective o1(2);
-  vf::freeze::FreezeController c1 = make_controller(cs);
-  DeviceTrainer uninterrupted(ctx, e1, o1, Masking{750}, c1, kAdam, options);
-  for (std::int64_t g = 0; g < N; ++g) uninterrupted.step(batches[std::size_t(g)], g);
-  const auto want = values_of(uninterrupted);
+  GpuRun uninterrupted(ctx, 1, cs, options);
+  for (std::int64_t g = 0; g < N; ++g) uninterrupted.trainer.step(batches[std::size_t(g)], g);
+  const auto want = uninterrupted.values();
 
-  Encoder e2(1);
-  HostObjective o2(2);
-  vf::freeze::FreezeController c2 = make_controller(cs);
-  DeviceTrainer first(ctx, e2, o2, Masking{750}, c2, kAdam, options);
-  for (std::int64_t g = 0; g < K; ++g) first.step(batches[std::size_t(g)], g);
-  const std::filesystem::path file = first.save_checkpoint();
-  const auto at_k = values_of(first);
+  GpuRun first(ctx, 1, cs, options);
+  for (std::int64_t g = 0; g < K; ++g) first.trainer.step(batches[std::size_t(g)], g);
+  const std::filesystem::path file = first.trainer.save_checkpoint();
+  const auto at_k = first.values();
 
-  Encoder e3(5);  // other initial weights: all must come from the checkpoint
-  HostObjective o3(6);
-  vf::freeze::FreezeController c3 = make_controller(cs);
-  DeviceTrainer resumed(ctx, e3, o3, Masking{750}, c3, kAdam, options);
-  const auto from = resumed.resume("auto");
-  c.expect(from && *from == file && resumed.next_iteration() == K,
+  GpuRun resumed(ctx, 5, cs, options);  // other initial weights: all must come from the checkpoint
+  const auto from = resumed.trainer.resume("auto");
+  c.expect(from && *from == file && resumed.trainer.next_iteration() == K,
            "checkpoint: resume auto finds " + file.filename().string() + " and continues at iteration " +
-               std::to_string(resumed.next_iteration()) + " (want " + std::to_string(K) + ")");
-  c.expect(values_of(resumed) == at_k, "checkpoint: the resumed device holds the saved values bit for bit");
-  c.expect(c3.first_active_unit() == c2.first_active_unit(),
-           "checkpoint: frozen units restored (first active unit " + std::to_string(c3.first_active_unit()) + ")");
-  for (std::int64_t g = K; g < N; ++g) resumed.step(batches[std::size_t(g)], g);
-  c.expect(values_of(resumed) == want, "checkpoint: saved at step " + std::to_string(K) + " and resumed, the run ends "
-                                       "bit-identical to the uninterrupted one");
+               std::to_string(resumed.trainer.next_iteration()) + " (want " + std::to_string(K) + ")");
+  c.expect(resumed.values() == at_k, "checkpoint: the resumed device holds the saved values bit for bit");
+  c.expect(resumed.controller.first_active_unit() == first.controller.first_active_unit(),
+           "checkpoint: frozen units restored (first active unit " +
+               std::to_string(resumed.controller.first_active_unit()) + ")");
+  for (std::int64_t g = K; g < N; ++g) resumed.trainer.step(batches[std::size_t(g)], g);
+  c.expect(resumed.values() == want, "checkpoint: saved at step " + std::to_string(K) +
+                                         " and resumed, the run ends bit-identical to the uninterrupted one");
 
   // The CPU trainer reads the GPU's file: the same values at K.
   Encoder e4(5);
   HostObjective o4(6);
   vf::freeze::FreezeController c4 = make_controller(cs);
   vf::optim::AdamW<float> adam4(kAdam);
-  vf::train::Pretrainer cpu(e4, o4, Masking{750}, c4, adam4, options);
+  CpuTrainer cpu(e4, o4, Masking{750}, c4, adam4, options);
   cpu.load_checkpoint(file);
-  vf::nn::ParameterList<float> host;
-  e4.collect_parameters(host);
-  o4.collect_parameters(host);
+  const auto host = cpu.all_parameters();
   bool same = host.size() == at_k.size() && cpu.next_iteration() == K;
   for (std::size_t i = 0; same && i < host.size(); ++i)
     same = bit_identical({host[i]->value.data(), host[i]->value.data() + host[i]->value.numel()}, at_k[i]);
@@ -316,29 +333,47 @@ void check_checkpoint_resume(DeviceChecker& c, const std::vector<vf::Tensor<floa
   // Another recipe (a different seed) is refused with the differences, before anything changes.
   vf::train::PretrainOptions other = options;
   other.seed = 99;
-  Encoder e5(5);
-  HostObjective o5(6);
-  vf::freeze::FreezeController c5 = make_controller(cs);
-  DeviceTrainer mismatched(ctx, e5, o5, Masking{750}, c5, kAdam, other);
+  GpuRun mismatched(ctx, 5, cs, other);
   bool refused = false;
   try {
-    mismatched.resume(file.string());
+    mismatched.trainer.resume(file.string());
   } catch (const vf::Error& e) {
     refused = std::string(e.what()).find("seed") != std::string::npos;
   }
-  c.expect(refused && mismatched.next_iteration() == 0, "checkpoint: a different recipe (seed) is refused, naming it");
+  c.expect(refused && mismatched.trainer.next_iteration() == 0,
+           "checkpoint: a different recipe (seed) is refused, naming it");
   std::filesystem::remove_all(dir);
+}
+
+// Whole-step CUDA graphs in the engine (fp32, deterministic kernels): the same run captured and
+// replayed ends bit-identical to the eager one, loss for loss; a capture per set of trained tensors
+// and active taps (units freeze and taps drop in this schedule), not one per step.
+void check_step_graphs(DeviceChecker& c, const std::vector<vf::Tensor<float>>& batches) {
+  const Case cs{"truncate", vf::freeze::FreezeSemantics::truncate, false};
+  vc::CudaContext ctx;
+  GpuRun eager(ctx, 1, cs, plain_options()), graphed(ctx, 1, cs, plain_options(), {.step_graphs = true});
+  bool same_losses = true;
+  for (std::int64_t g = 0; g < std::int64_t(batches.size()); ++g)
+    same_losses = same_losses && eager.trainer.step(batches[std::size_t(g)], g) == graphed.trainer.step(batches[std::size_t(g)], g);
+  const auto& engine = graphed.trainer.engine();
+  c.expect(same_losses, "step graphs: every step's loss identical to the eager run's");
+  c.expect(graphed.values() == eager.values(), "step graphs: every parameter bit-identical to the eager run's at the end");
+  c.expect(engine.step_captures() >= 2 && engine.step_captures() < batches.size() / 2 && engine.update_captures() >= 2,
+           "step graphs: captured again as units froze (" + std::to_string(engine.step_captures()) +
+               " forward/backward and " + std::to_string(engine.update_captures()) + " update captures in " +
+               std::to_string(batches.size()) + " steps)");
 }
 
 void device_checks(DeviceChecker& c) {
   const std::vector<vf::Tensor<float>> batches = make_batches();
   section(c, "checkpoint resume", [&] { check_checkpoint_resume(c, batches); });
+  section(c, "step graphs", [&] { check_step_graphs(c, batches); });
   using vf::freeze::FreezeSemantics;
-  check_against_cpu<vn::Fp32>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
-  check_against_cpu<vn::Fp32>(c, {"vitfreeze semantics", FreezeSemantics::vitfreeze, false}, batches);
-  check_against_cpu<vn::Fp32>(c, {"dont_freeze_pe", FreezeSemantics::truncate, true}, batches);
-  check_against_cpu<vn::Bf16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
-  check_against_cpu<vn::Fp16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);  // not yet run on a GPU
+  check_against_cpu<vf::Fp32>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
+  check_against_cpu<vf::Fp32>(c, {"vitfreeze semantics", FreezeSemantics::vitfreeze, false}, batches);
+  check_against_cpu<vf::Fp32>(c, {"dont_freeze_pe", FreezeSemantics::truncate, true}, batches);
+  check_against_cpu<vf::Bf16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);
+  check_against_cpu<vf::Fp16Mixed>(c, {"truncate", FreezeSemantics::truncate, false}, batches);  // never run on a GPU
 }
 
 }  // namespace

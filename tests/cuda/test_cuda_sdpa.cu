@@ -122,19 +122,19 @@ void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, DeviceChecker& c, co
   cpu::attention_backward<double>(dout_d.data(), qkv_d.data(), probs.data(), dqkv.data(), scratch.data(), cs);
   const Doubles stats = reference_stats(qkv_d, s);
 
-  vf::Tensor<bf16> d_qkv = upload(ctx, qkv), d_dout = upload(ctx, dout);
+  vc::DeviceTensor<bf16> d_qkv = upload(ctx, qkv), d_dout = upload(ctx, dout);
 
   // Training forward: out and stats.
-  vf::Tensor<bf16> d_out = poisoned<bf16>(ctx, BT * D);
-  vf::Tensor<float> d_stats = poisoned<float>(ctx, rows);
+  vc::DeviceTensor<bf16> d_out = poisoned<bf16>(ctx, BT * D);
+  vc::DeviceTensor<float> d_stats = poisoned<float>(ctx, rows);
   sdpa.forward(d_qkv.data(), d_out.data(), d_stats.data(), s);
   const std::vector<bf16> out_training = download(ctx, d_out);
   c.close("forward (training) out " + tag, widen(out_training), out, kTol);
   c.close("forward (training) stats = row logsumexp " + tag, widen(download(ctx, d_stats)), stats, kTol);
 
   // The same call again gives the same bits (the cached plan is reused, the kernel is deterministic).
-  vf::Tensor<bf16> d_out_again = poisoned<bf16>(ctx, BT * D);
-  vf::Tensor<float> d_stats_again = poisoned<float>(ctx, rows);
+  vc::DeviceTensor<bf16> d_out_again = poisoned<bf16>(ctx, BT * D);
+  vc::DeviceTensor<float> d_stats_again = poisoned<float>(ctx, rows);
   sdpa.forward(d_qkv.data(), d_out_again.data(), d_stats_again.data(), s);
   const std::vector<bf16> out_again = download(ctx, d_out_again);
   c.expect(std::equal(out_again.begin(), out_again.end(), out_training.begin(),
@@ -142,12 +142,12 @@ void check_shape(vc::CudaContext& ctx, vc::CudnnSdpa& sdpa, DeviceChecker& c, co
            "forward (training) repeated call is bitwise identical " + tag);
 
   // Inference forward: out only.
-  vf::Tensor<bf16> d_out_inference = poisoned<bf16>(ctx, BT * D);
+  vc::DeviceTensor<bf16> d_out_inference = poisoned<bf16>(ctx, BT * D);
   sdpa.forward(d_qkv.data(), d_out_inference.data(), nullptr, s);
   c.close("forward (inference) out " + tag, widen(download(ctx, d_out_inference)), out, kTol);
 
   // Backward from the training forward's own out and stats; dqkv is overwritten (poisoned first).
-  vf::Tensor<bf16> d_dqkv = poisoned<bf16>(ctx, BT * 3 * D);
+  vc::DeviceTensor<bf16> d_dqkv = poisoned<bf16>(ctx, BT * 3 * D);
   sdpa.backward(d_qkv.data(), d_out.data(), d_dout.data(), d_stats.data(), d_dqkv.data(), s);
   const Doubles got = widen(download(ctx, d_dqkv));
   c.close("backward dq " + tag, columns(got, 3 * D, 0, D), columns(dqkv, 3 * D, 0, D), kTol);
