@@ -91,7 +91,7 @@ void run(int batch, int steps, const std::vector<int>& frozen_list) {
     for (const auto& m : masks) device_masks.push_back(model.upload_masks(ctx, m));
     std::string dropped;
     if (frozen > 0) {
-      vf::bench::freeze_units(model.encoder, frozen);
+      vf::testing::freeze_units(model.encoder, frozen);
       for (int k = 0; k < model.tap_count(); ++k)
         if (model.taps[std::size_t(k)].block + 1 < frozen) {  // block b is unit b + 1
           model.drop_tap(k);

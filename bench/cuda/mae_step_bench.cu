@@ -75,7 +75,7 @@ void run(const char* label, int batch, int steps, const std::vector<int>& frozen
   for (const auto [frozen, cudnn, graphed] : variants) {
     ctx.service<vc::AttentionPaths>().cudnn_enabled = cudnn;
     Model model(ctx, *encoder, *mae);
-    vf::bench::freeze_units(model.encoder, frozen);
+    vf::testing::freeze_units(model.encoder, frozen);
     vf::model::ParameterRefs<vf::Cuda, P> params;
     model.collect_parameters(params);
     vc::ParameterAdamW<P> optimizer(params, vf::optim::AdamWOptions{});

@@ -19,6 +19,7 @@
 #include <vitfreeze/cuda.hpp>
 
 #include "vitfreeze/core/rng.hpp"
+#include "vitfreeze/testing/explicit_freezing.hpp"
 
 namespace vitfreeze::bench {
 
@@ -96,21 +97,6 @@ inline void report_step(cuda::CudaContext& ctx, int frozen_units, const StepTimi
               stats.malloc_calls);
   if (frozen_units > 0 && baseline_ms > 0)
     std::printf("  saving vs no freezing: %.1f%% of step time\n", 100.0 * (1 - t.median_ms / baseline_ms));
-}
-
-// The trainer's truncate freezing of units [0, n) on an explicit encoder (model/encoder.hpp): unit 0
-// is the patch embedding and the cls token, unit i block i - 1.
-template <class Encoder>
-void freeze_units(Encoder& e, int n) {
-  if (n < 1) return;
-  e.cls_token.freeze();
-  e.patch_embed.weight.freeze();
-  e.patch_embed.bias.freeze();
-  for (int i = 0; i + 1 < n; ++i) {
-    std::vector<std::remove_reference_t<decltype(e.cls_token)>*> ps;
-    e.blocks[std::size_t(i)].collect_parameters(ps);
-    for (auto* p : ps) p->freeze();
-  }
 }
 
 inline std::vector<int> parse_int_list(const char* s) {

@@ -23,6 +23,7 @@
 
 #include "vitfreeze/autograd/tape.hpp"
 #include "vitfreeze/core/rng.hpp"
+#include "vitfreeze/testing/explicit_freezing.hpp"
 
 namespace vitfreeze::testing {
 
@@ -306,26 +307,6 @@ void compare_with_host(DeviceChecker& c, const std::string& tag, cuda::CudaConte
   }
 }
 
-// Blocks [0, n): their gradients and optimizer state released.
-template <class Encoder>
-void freeze_blocks(Encoder& e, int n) {
-  for (int i = 0; i < n; ++i) {
-    std::vector<std::remove_reference_t<decltype(e.cls_token)>*> ps;
-    e.blocks[std::size_t(i)].collect_parameters(ps);
-    for (auto* p : ps) p->freeze();
-  }
-}
-
-// The trainer's truncate freezing of units [0, n) on an explicit encoder: unit 0 is the patch
-// embedding and the cls token, unit i block i - 1.
-template <class Encoder>
-void freeze_units(Encoder& e, int n) {
-  if (n < 1) return;
-  e.cls_token.freeze();
-  e.patch_embed.weight.freeze();
-  e.patch_embed.bias.freeze();
-  freeze_blocks(e, n - 1);
-}
 // The parameters of a model's host modules, encoder first (the explicit model's order).
 template <class Encoder, class Objective>
 std::vector<Parameter<float>*> host_parameters(Encoder& encoder, Objective& objective) {
