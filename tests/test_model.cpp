@@ -262,3 +262,23 @@ TEST_CASE("model::Encoder evaluation on the full sequence (no Saved record) equa
   for (std::int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
   CHECK(worst < 1e-12);
 }
+
+TEST_CASE("the explicit step allocates nothing in the steady state: every buffer comes back from the pool") {
+  nn::ViT<kSpec, float> encoder(3);
+  HostLocalMim<float> objective(4);
+  cpu::CpuContext ctx;
+  model::LocalMim<Cpu, Fp32> explicit_model(ctx, encoder, objective);
+  const auto images = testing::random_tensor<float>({4, kSpec.channels, kSpec.image, kSpec.image}, 11);
+  auto step = [&](std::uint64_t s) {
+    const auto masks = mim::Random<750>::make(4, kSpec.grid(), kSpec.grid(), 7, s);
+    double loss[2];
+    explicit_model.forward_backward(ctx, images, explicit_model.upload_masks(ctx, masks), loss);
+  };
+  step(0);
+  step(1);
+  const PoolStats settled = ctx.pool_stats();
+  CHECK(settled.malloc_calls > 0);
+  for (std::uint64_t s = 2; s < 6; ++s) step(s);
+  CHECK(ctx.pool_stats().malloc_calls == settled.malloc_calls);
+  CHECK(ctx.pool_stats().bytes_in_use == 0);  // nothing outlives a step
+}
