@@ -263,6 +263,8 @@ class Pretrainer {
     r.set("base_lr", lr.base_lr);
     r.set("min_lr", lr.min_lr);
     r.set("lr_tail", lr.tail);
+    // A user's LR policy is named (built-in ones are lr_mode, as in older checkpoints).
+    if (!controller_.lr_policy().builtin_mode) r.set("lr_policy", controller_.lr_policy().name);
     r.set("freeze_fractions", std::move(fractions));
     r.set("semantics", options_.semantics == freeze::FreezeSemantics::truncate ? "truncate" : "vitfreeze");
     r.set("seed", options_.seed);
