@@ -33,6 +33,7 @@
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
+#include "vitfreeze/mim/objective.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/step_dump.hpp"
 #include "vitfreeze/train/step_engine.hpp"
@@ -136,6 +137,7 @@ inline io::Json freeze_record(int unit, std::int64_t iteration) {
 // by default, the tape as the reference.
 template <class Encoder, class Objective, class Masking, CpuScalar T = float,
           class Engine = ExplicitStepEngine<Encoder, Objective, T>>
+  requires mim::Objective<Objective, T> && mim::MaskingPolicy<Masking> && StepEngine<Engine, T>
 class Pretrainer {
  public:
   Pretrainer(Encoder& encoder, Objective& objective, Masking masking, freeze::FreezeController& controller,

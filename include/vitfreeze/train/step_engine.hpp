@@ -7,6 +7,14 @@
 //                       modules' parameters in place: the training path.
 //   TapeStepEngine      the host objective's own forward on the tape and the tape's backward: the
 //                       reference (and the way to train an objective that has no explicit model yet).
+//
+// What an engine must provide (the StepEngine concept), for the trainer's scalar T:
+//   a constructor from (Encoder&, Objective&);
+//   double forward_backward(const Tensor<T>& images, const mim::MaskSet& masks, double gradient_weight):
+//     the loss (non-finite: nothing reached the gradients), gradients accumulated into the trained
+//     parameters, each weighted by gradient_weight;
+//   void drop_tap(int k): the objective's tap k is no longer computed (its block froze).
+#include <concepts>
 #include <type_traits>
 
 #include "vitfreeze/autograd/tape.hpp"
@@ -15,6 +23,12 @@
 #include "vitfreeze/model/explicit_of.hpp"
 
 namespace vitfreeze::train {
+
+template <class E, class T>
+concept StepEngine = requires(E& engine, const Tensor<T>& images, const mim::MaskSet& masks, double weight, int k) {
+  { engine.forward_backward(images, masks, weight) } -> std::convertible_to<double>;
+  engine.drop_tap(k);
+};
 
 template <CpuScalar T>
 using CpuPolicyFor = std::conditional_t<std::is_same_v<T, float>, Fp32, Fp64>;
