@@ -35,3 +35,4 @@
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
+#include "vitfreeze/train/pretraining.hpp"
