@@ -23,7 +23,9 @@
 // The formulas keep the reference's evaluation order, 0.5 * initial_lr * (1 + cos(pi * j / J)), so
 // the LRs agree with it bit for bit.
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <tuple>
 
 #include "vitfreeze/freeze/constexpr_math.hpp"
 #include "vitfreeze/freeze/freeze_timing.hpp"
@@ -88,29 +90,14 @@ struct ViTTailoredLr : detail::LayerwiseAfterWarmup<ViTTailoredLr> {
 static_assert(LrPolicy<ScaledLayerwise> && LrPolicy<UnscaledLayerwise> && LrPolicy<GlobalHardFreeze> &&
               LrPolicy<ViTTailoredLr>);
 
-// The run-time name onto its policy type ...
-namespace detail {
+// The run-time name onto its policy type (LrMode's values in order) ...
+using BuiltinLrPolicies = std::tuple<ScaledLayerwise, UnscaledLayerwise, GlobalHardFreeze, ViTTailoredLr>;
 template <LrMode M>
-struct LrPolicyOf;
-template <>
-struct LrPolicyOf<LrMode::scaled_layerwise> {
-  using type = ScaledLayerwise;
-};
-template <>
-struct LrPolicyOf<LrMode::unscaled_layerwise> {
-  using type = UnscaledLayerwise;
-};
-template <>
-struct LrPolicyOf<LrMode::global_hard_freeze> {
-  using type = GlobalHardFreeze;
-};
-template <>
-struct LrPolicyOf<LrMode::vit_tailored> {
-  using type = ViTTailoredLr;
-};
-}  // namespace detail
-template <LrMode M>
-using LrPolicyOf = typename detail::LrPolicyOf<M>::type;
+using LrPolicyOf = std::tuple_element_t<std::size_t(M), BuiltinLrPolicies>;
+static_assert(LrPolicyOf<LrMode::scaled_layerwise>::mode == LrMode::scaled_layerwise &&
+              LrPolicyOf<LrMode::unscaled_layerwise>::mode == LrMode::unscaled_layerwise &&
+              LrPolicyOf<LrMode::global_hard_freeze>::mode == LrMode::global_hard_freeze &&
+              LrPolicyOf<LrMode::vit_tailored>::mode == LrMode::vit_tailored);
 
 // ... and onto its functions, for a mode chosen at run time (--lr-mode).
 constexpr LrPolicyRef lr_policy_for(LrMode mode) {
