@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "vitfreeze/backend/cpu/backend.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/model/encoder.hpp"
 #include "vitfreeze/nn/flops.hpp"
 #include "vitfreeze/nn/vit.hpp"

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "pretrain_common.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/backend/cuda/nn/localmim.cuh"
 #include "vitfreeze/backend/cuda/nn/mae.cuh"
 #include "vitfreeze/backend/cuda/nn/pretrainer.cuh"

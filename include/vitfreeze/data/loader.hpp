@@ -28,7 +28,7 @@
 #include <utility>
 #include <vector>
 
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/core/tensor.hpp"
 #include "vitfreeze/data/dataset.hpp"
