@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "vitfreeze/backend/cpu/gemm.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 
 namespace {
 

@@ -1,11 +1,13 @@
-"""The same encoder forward+backward in PyTorch (Debian's python3-torch, CPU), same shapes and FLOP count."""
-import math, sys, time
+"""The same encoder forward+backward in PyTorch (Debian's python3-torch, CPU), same shapes and FLOP count.
+  encoder_bench_torch.py [iters=10] [threads=2] [fma_peak_gflops=0: share not printed]"""
+import math, os, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 iters = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+peak = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 
 
 class Block(nn.Module):
@@ -25,7 +27,7 @@ class Block(nn.Module):
 
 
 class ViT(nn.Module):
-    def __init__(s, img, ch, p, d=192, depth=12, h=3):
+    def __init__(s, img, ch, p, d, depth, h):
         super().__init__()
         s.pe = nn.Conv2d(ch, d, p, p)
         s.cls = nn.Parameter(torch.zeros(1, 1, d))
@@ -41,13 +43,14 @@ class ViT(nn.Module):
         return s.norm(x)
 
 
-def bench(label, img, ch, p, batch, peak=445.0):
-    m = ViT(img, ch, p)
+def bench(label, img, ch, p, batch, d=192, depth=12, h=3, n=None):
+    m = ViT(img, ch, p, d, depth, h)
     x = torch.randn(batch, ch, img, img)
-    T, D, L = (img // p) ** 2 + 1, 192, (img // p) ** 2
-    fwd = 2 * L * ch * p * p * D + 12 * (24 * T * D * D + 4 * T * T * D)
+    T, D, L = (img // p) ** 2 + 1, d, (img // p) ** 2
+    fwd = 2 * L * ch * p * p * D + depth * (24 * T * D * D + 4 * T * T * D)
     times = []
-    for i in range(iters + 2):
+    n = n or iters
+    for i in range(n + 2):
         t0 = time.perf_counter()
         y = m(x)
         y.backward(torch.ones_like(y))
@@ -56,8 +59,12 @@ def bench(label, img, ch, p, batch, peak=445.0):
             times.append(time.perf_counter() - t0)
     med = sorted(times)[len(times) // 2]
     gf = 3 * fwd * batch / med / 1e9
-    print(f"pytorch    {label:<28s} batch {batch:3d}  {batch / med:8.1f} img/s  {gf:7.1f} GFLOP/s  {100 * gf / peak:5.1f} % of peak  (median of {iters}, torch {torch.__version__})")
+    share = f"  {100 * gf / peak:5.1f} % of FMA peak" if peak > 0 else ""
+    wait = os.environ.get("OMP_WAIT_POLICY", "default").lower()
+    print(f"pytorch    {label:<30s} {wait:<8s} batch {batch:3d}  {batch / med:8.1f} img/s  {gf:7.1f} GFLOP/s{share}  "
+          f"(median of {n}, min {1e3 * times[0]:.1f} max {1e3 * times[-1]:.1f} ms, torch {torch.__version__})", flush=True)
 
 
 bench("ViT-Ti 28x28x1 p4 (50 tok)", 28, 1, 4, 64)
 bench("ViT-Ti 224x224x3 p16 (197 tok)", 224, 3, 16, 16)
+bench("ViT-B 224x224x3 p16 (197 tok)", 224, 3, 16, 8, d=768, h=12, n=max(3, iters // 2))

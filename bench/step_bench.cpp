@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "vitfreeze/backend/cpu/gemm.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/mim/localmim.hpp"

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "pretrain_common.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #ifdef VITFREEZE_WITH_MPI
 #include "vitfreeze/dist/mpi.hpp"
 #endif

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "pretrain_common.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/train/cuda_step_engine.cuh"
 
 namespace vf = vitfreeze;

@@ -4,9 +4,9 @@
 //
 //   vitfreeze_schedule --schedule cubic --t0 0.8 --epochs 100 --warmup 10 --iters-per-epoch 625 --units 13
 //
-// The cost model is a LocalMIM-like ViT (spec §2.2-2.3): encoder of the chosen width on the 25 %
-// visible tokens + cls, four tap decoders (embed -> 256, one 256-wide block on all tokens, scale head
-// 4, 2, 1, 0.5) after blocks 2, 4, depth-2 and depth, each dropped with its block.
+// The cost model is the library's for LocalMIM (train/cost_model.hpp, spec §2.2-2.3): encoder of the
+// chosen width on the 25 % visible tokens + cls, four tap decoders (embed -> 256, one 256-wide block
+// on all tokens, scale head 4, 2, 1, 0.5) after blocks 2, 4, depth-2 and depth, each dropped with its block.
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -27,53 +27,15 @@
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/io/atomic_file.hpp"
 #include "vitfreeze/io/plot.hpp"
-#include "vitfreeze/nn/flops.hpp"
 #include "vitfreeze/nn/vit_spec.hpp"
+#include "vitfreeze/train/cost_model.hpp"
 
 namespace {
 
 namespace vf = vitfreeze;
 namespace fz = vitfreeze::freeze;
-namespace nn = vitfreeze::nn;
-
-// ---- cost model of a LocalMIM-like ViT -----------------------------------------------------------
-
-constexpr int decoder_width = 256;
-constexpr int hog_bins = 9;
-
-// Forward FLOPs of the tap decoder whose head upsamples the patch grid by scale_x2 / 2 (8, 4, 2 or 1).
-constexpr double tap_decoder_forward(const vf::ViTSpec& spec, int visible_tokens, int scale_x2) {
-  const std::int64_t g = spec.grid(), n = spec.tokens(), out = std::int64_t(spec.channels) * hog_bins;
-  std::int64_t f = nn::linear_forward_flops(visible_tokens + 1, spec.dim, decoder_width) +
-                   nn::transformer_block_forward_flops(n + 1, decoder_width, 4);
-  switch (scale_x2) {
-    case 8:  // ConvT 256->128 (k2 s2), ConvT 128->64, 1x1 conv: a 2x2 stride-2 ConvT is a linear to 4*cout
-      f += nn::linear_forward_flops(g * g, decoder_width, 4 * 128) + nn::linear_forward_flops(4 * g * g, 128, 4 * 64) +
-           nn::linear_forward_flops(16 * g * g, 64, out);
-      break;
-    case 4: f += nn::linear_forward_flops(g * g, decoder_width, 4 * 128) + nn::linear_forward_flops(4 * g * g, 128, out); break;
-    case 2: f += nn::linear_forward_flops(g * g, decoder_width, out); break;
-    default: f += nn::linear_forward_flops((g / 2) * (g / 2), decoder_width, out); break;  // avg-pool 2, then 1x1
-  }
-  return static_cast<double>(f);
-}
-
-// Fills per-unit forward FLOPs and the decoder work dropped with each unit; returns the untracked
-// training FLOPs (the patch embedding when it is not a unit). depth >= 4 blocks.
-constexpr double localmim_unit_costs(const vf::ViTSpec& spec, bool patch_embed_is_unit, std::span<double> forward,
-                                     std::span<double> dropped) {
-  const int visible = spec.tokens() / 4;  // mask ratio 0.75
-  const int offset = patch_embed_is_unit ? 1 : 0;
-  for (auto& x : dropped) x = 0.0;
-  if (patch_embed_is_unit) forward[0] = static_cast<double>(nn::patch_embed_forward_flops(spec));
-  for (int b = 0; b < spec.depth; ++b)
-    forward[static_cast<std::size_t>(b + offset)] = static_cast<double>(nn::encoder_block_forward_flops(spec, visible + 1));
-  const std::array<int, 4> tap_block{1, 3, spec.depth - 3, spec.depth - 1};  // 0-based (spec §2.2)
-  const std::array<int, 4> scale_x2{8, 4, 2, 1};
-  for (std::size_t k = 0; k < 4; ++k)
-    dropped[static_cast<std::size_t>(tap_block[k] + offset)] += 3.0 * tap_decoder_forward(spec, visible, scale_x2[k]);
-  return patch_embed_is_unit ? 0.0 : 3.0 * static_cast<double>(nn::patch_embed_forward_flops(spec));
-}
+// The cost model of LocalMIM as published, at the encoder the flags describe (train/cost_model.hpp).
+using vitfreeze::train::localmim_unit_costs;
 
 // What the model predicts for the published setting (ViT-B/16 at 224 px, cubic t0 0.8, E 100, W 10,
 // ViTFreeze semantics), checked at compile time: about 9.6 % of training FLOPs. The logged wall-clock

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/testing/resigned.hpp"
 #include "vitfreeze/testing/tiny_pretraining.hpp"
 

@@ -25,6 +25,22 @@ foreach(src IN LISTS VITFREEZE_COMPILE_FAIL_SOURCES)
   add_test(NAME compile_control:${name} COMMAND ${_vf_syntax_only} -DVITFREEZE_CONTROL ${src})
 endforeach()
 
+# ---- repository checks (plain python3): the include graph against docs/design.md's layering table,
+# code quoted in the docs equal to the compiled files; each shown able to fail on a planted violation --
+find_package(Python3 COMPONENTS Interpreter REQUIRED)
+add_test(NAME checks:layering COMMAND Python3::Interpreter ${PROJECT_SOURCE_DIR}/scripts/check_layering.py --root ${PROJECT_SOURCE_DIR})
+add_test(NAME checks:doc_quotes COMMAND Python3::Interpreter ${PROJECT_SOURCE_DIR}/scripts/check_doc_quotes.py --root ${PROJECT_SOURCE_DIR})
+foreach(kind upward_include stale_exception drifted_quote)
+  add_test(NAME checks:fail_on_${kind} COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/planted/check_fails.sh ${PROJECT_SOURCE_DIR}
+                                                  ${CMAKE_CURRENT_BINARY_DIR}/planted_${kind} ${kind})
+endforeach()
+
+# ---- docs/guide.md's custom trainer: compiled, and run for two steps per epoch ----------------------
+add_executable(guide_example ${CMAKE_CURRENT_SOURCE_DIR}/guide_example.cpp)
+target_link_libraries(guide_example PRIVATE vitfreeze::vitfreeze vitfreeze_dev_flags)
+add_test(NAME guide:example_trains COMMAND guide_example 2 WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+set_tests_properties(guide:example_trains PROPERTIES PASS_REGULAR_EXPRESSION "epoch 19: loss [0-9.]+, training from unit 6")
+
 # ---- a tiny consumer project, built against the installed package and through add_subdirectory --
 add_test(NAME consumer:find_package_and_add_subdirectory
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run.sh ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/consumer_work)

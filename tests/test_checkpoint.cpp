@@ -15,7 +15,7 @@
 #include <functional>
 #include <thread>
 
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/io/checkpoint.hpp"

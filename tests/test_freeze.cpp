@@ -3,6 +3,8 @@
 #include <array>
 #include <cmath>
 #include <optional>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "vitfreeze/freeze/freeze.hpp"
@@ -239,6 +241,92 @@ TEST_CASE("LR modes follow their formulas") {
   CHECK(tailored.lr(0) == 0.0);
   tailored.step(960);  // j = 760: unit 1 halfway through its tail
   CHECK(tailored.lr(1) == doctest::Approx(0.5 * c_of(9.6)));
+}
+
+namespace {
+// A user's own LR curve: linear warmup, then a straight line from base_lr at the end of warmup down
+// to 0 at the unit's freeze point; parameters outside the units stay at min_lr.
+struct LinearToFreeze {
+  static constexpr const char* name = "linear-to-freeze";
+  static constexpr double unit_lr(const LrSettings& lr, const RunLength& run, double fraction, std::int64_t g) {
+    if (g < run.warmup_iterations()) return lr.base_lr * double(g) / double(run.warmup_iterations());
+    if (!detail::is_finite(fraction)) return lr.base_lr;
+    return lr.base_lr * (1.0 - double(g - run.warmup_iterations()) / freeze_iteration(run, fraction));
+  }
+  static constexpr double global_lr(const LrSettings& lr, const RunLength&, std::int64_t) { return lr.min_lr; }
+};
+struct NoCurve {
+  static constexpr const char* name = "no-curve";
+};
+struct WrongResult {
+  static constexpr const char* name = "wrong-result";
+  static constexpr float unit_lr(const LrSettings&, const RunLength&, double, std::int64_t) { return 0.f; }
+};
+}  // namespace
+
+TEST_CASE("LR policies: the built-in types, the run-time names onto them, and a user's own curve") {
+  static_assert(LrPolicy<ScaledLayerwise> && LrPolicy<ViTTailoredLr> && LrPolicy<LinearToFreeze>);
+  static_assert(!LrPolicy<NoCurve> && !LrPolicy<WrongResult> && !LrPolicy<Cubic<800>> && !LrPolicy<int>);
+  static_assert(std::is_same_v<LrPolicyOf<LrMode::unscaled_layerwise>, UnscaledLayerwise>);
+  static_assert(std::is_same_v<DefaultLrPolicy<Cubic<800>>, ScaledLayerwise>);
+  static_assert(std::is_same_v<DefaultLrPolicy<ViTTailored<Spacing::cubic, 800, 100>>, ViTTailoredLr>);
+  static_assert(std::is_same_v<DefaultLrPolicy<NoFreeze>, GlobalHardFreeze>);
+  // --lr-mode's names are the policies' names.
+  CHECK(std::string(lr_policy_for(LrMode::scaled_layerwise).name) == "scaled");
+  CHECK(std::string(lr_policy_for(LrMode::unscaled_layerwise).name) == "unscaled");
+  CHECK(std::string(lr_policy_for(LrMode::global_hard_freeze).name) == "global");
+  CHECK(std::string(lr_policy_for(LrMode::vit_tailored).name) == "vit-tailored");
+
+  // The curve is a constant expression, directly and through the controller's function pointer.
+  constexpr RunLength run{10, 2, 100};  // W_it = 200; r = 0.5: J = 400
+  constexpr LrSettings settings{.base_lr = 1.0, .min_lr = 0.01};
+  static_assert(LinearToFreeze::unit_lr(settings, run, 0.5, 100) == 0.5);
+  constexpr LrPolicyRef ref = lr_policy_ref<LinearToFreeze>();
+  static_assert(ref.unit_lr(settings, run, 0.5, 500) == 0.25 && ref.global_lr(settings, run, 500) == 0.01);
+  static_assert(!ref.builtin_mode && lr_policy_ref<ViTTailoredLr>().builtin_mode == LrMode::vit_tailored);
+  static_assert(lr_policy_ref<ScaledLayerwise>().global_lr(settings, run, 100) == 0.5);  // the default: c(e)
+
+  // The controller follows the user's curve, freezes where the schedule says, and gives 0 after.
+  auto c = make_controller<Linear<500>, LinearToFreeze>(3, run, 1.0, 0.01);  // r = {0.5, 0.75, 1}
+  CHECK(c.lr_policy().name == std::string("linear-to-freeze"));
+  for (std::int64_t g = 0; g < run.total_iterations(); g += 25) {
+    CAPTURE(g);
+    c.step(g);
+    CHECK(c.global_lr() == 0.01);
+    for (int u = 0; u < 3; ++u) {
+      const bool frozen = is_past_freeze_point(run, c.fraction(u), g);
+      CHECK(c.is_active(u) == !frozen);
+      CHECK(c.lr(u) == (frozen ? 0.0 : LinearToFreeze::unit_lr(settings, run, c.fraction(u), g)));
+    }
+  }
+  CHECK(c.first_active_unit() == 2);
+
+  // A built-in policy given as a type overrides the schedule's mode (checkpoints record it).
+  const auto global = make_controller<Cubic<800>, GlobalHardFreeze>(13, reference_run, 1.6e-3);
+  CHECK(global.lr_settings().mode == LrMode::global_hard_freeze);
+  CHECK(make_controller<Cubic<800>, LinearToFreeze>(13, reference_run, 1.6e-3).lr_settings().mode ==
+        LrMode::scaled_layerwise);  // a user policy leaves the (unused) mode alone
+}
+
+TEST_CASE("a controller from LrSettings::mode equals one from the mode's policy type, bit for bit") {
+  const auto same = [](LrMode mode, LrPolicyRef policy) {
+    FreezeController by_mode(fractions<Cubic<800>>(13), reference_run, {mode, 1.6e-3, 1e-6, 0.2});
+    FreezeController by_type(fractions<Cubic<800>>(13), reference_run, {LrMode::scaled_layerwise, 1.6e-3, 1e-6, 0.2},
+                             policy);
+    for (std::int64_t g = 0; g < reference_run.total_iterations(); g += 97) {
+      by_mode.step(g);
+      by_type.step(g);
+      for (int u = 0; u < 13; ++u)
+        if (by_mode.lr(u) != by_type.lr(u)) return false;
+      if (by_mode.global_lr() != by_type.global_lr()) return false;
+    }
+    return by_type.lr_settings().mode == mode;
+  };
+  CHECK(same(LrMode::scaled_layerwise, lr_policy_ref<ScaledLayerwise>()));
+  CHECK(same(LrMode::unscaled_layerwise, lr_policy_ref<UnscaledLayerwise>()));
+  CHECK(same(LrMode::global_hard_freeze, lr_policy_ref<GlobalHardFreeze>()));
+  CHECK(same(LrMode::vit_tailored, lr_policy_ref<ViTTailoredLr>()));
+  CHECK_FALSE(same(LrMode::vit_tailored, lr_policy_ref<GlobalHardFreeze>()));  // the check can fail
 }
 
 TEST_CASE("warmup_cosine is constexpr and the constexpr cosine matches libm") {

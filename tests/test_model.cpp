@@ -110,13 +110,11 @@ void freeze_like_the_trainer(nn::ViT<kSpec, T>& encoder, Freezing f) {
   for (auto* p : ps) p->freeze();
 }
 
-template <class T, class Policy, class Target = mim::NormalizedPixels>
-void check_mae_against_tape(Freezing freezing, double tolerance) {
-  nn::ViT<kSpec, T> encoder(3);
-  HostMae<T, Target> objective(4);
-  freeze_like_the_trainer(encoder, freezing);
-  const auto images = testing::random_tensor<T>({5, kSpec.channels, kSpec.image, kSpec.image}, 11);
-  const auto masks = mim::Random<750>::make(5, kSpec.grid(), kSpec.grid(), 7, 0);
+// One step of `objective` on the tape and of its explicit model on the CPU backend, from the same
+// host modules, images and masks: the loss and every parameter gradient must agree.
+template <class Explicit, class T, class Objective>
+double check_against_tape(nn::ViT<kSpec, T>& encoder, Objective& objective, const Tensor<T>& images,
+                          const mim::MaskSet& masks, double tolerance) {
   nn::ParameterList<T> params = encoder.parameters();
   objective.collect_parameters(params);
 
@@ -127,15 +125,25 @@ void check_mae_against_tape(Freezing freezing, double tolerance) {
   const auto tape_grads = take_gradients(params);
 
   cpu::CpuContext ctx;
-  model::Mae<Cpu, Policy, Target> explicit_model(ctx, encoder, objective);
-  const auto buffers = explicit_model.upload_masks(ctx, masks);
+  Explicit explicit_model(ctx, encoder, objective);
   double loss[2] = {0, 0};
-  explicit_model.forward_backward(ctx, images, buffers, loss);
+  explicit_model.forward_backward(ctx, images, explicit_model.upload_masks(ctx, masks), loss);
   const auto model_grads = take_gradients(params);
 
   CHECK(std::abs(loss[0] - tape_loss) <= tolerance * std::abs(tape_loss));
-  CHECK(loss[1] == doctest::Approx(double(masks.masked()) * 5));
   CHECK(worst_relative_difference(tape_grads, model_grads) <= tolerance);
+  return loss[1];
+}
+
+template <class T, class Policy, class Target = mim::NormalizedPixels>
+void check_mae_against_tape(Freezing freezing, double tolerance) {
+  nn::ViT<kSpec, T> encoder(3);
+  HostMae<T, Target> objective(4);
+  freeze_like_the_trainer(encoder, freezing);
+  const auto images = testing::random_tensor<T>({5, kSpec.channels, kSpec.image, kSpec.image}, 11);
+  const auto masks = mim::Random<750>::make(5, kSpec.grid(), kSpec.grid(), 7, 0);
+  const double weight_sum = check_against_tape<model::Mae<Cpu, Policy, Target>>(encoder, objective, images, masks, tolerance);
+  CHECK(weight_sum == doctest::Approx(double(masks.masked()) * 5));
 }
 
 template <class T, class Policy, class Target = mim::Hog<9>>
@@ -146,25 +154,7 @@ void check_localmim_against_tape(Freezing freezing, bool drop_first_tap, double 
   if (drop_first_tap) objective.drop_tap(0);
   const auto images = testing::random_tensor<T>({3, kSpec.channels, kSpec.image, kSpec.image}, 13);
   const auto masks = mim::Random<750>::make(3, kSpec.grid(), kSpec.grid(), 9, 1);
-  nn::ParameterList<T> params = encoder.parameters();
-  objective.collect_parameters(params);
-
-  Tape<T> tape;
-  auto out = objective.forward(tape, encoder, images, masks);
-  const double tape_loss = double(tape.value(out.loss)[0]);
-  tape.backward(out.loss);
-  const auto tape_grads = take_gradients(params);
-
-  cpu::CpuContext ctx;
-  model::LocalMim<Cpu, Policy, Target> explicit_model(ctx, encoder, objective);
-  CHECK(explicit_model.tap_active(0) == !drop_first_tap);
-  const auto buffers = explicit_model.upload_masks(ctx, masks);
-  double loss[2] = {0, 0};
-  explicit_model.forward_backward(ctx, images, buffers, loss);
-  const auto model_grads = take_gradients(params);
-
-  CHECK(std::abs(loss[0] - tape_loss) <= tolerance * std::abs(tape_loss));
-  CHECK(worst_relative_difference(tape_grads, model_grads) <= tolerance);
+  check_against_tape<model::LocalMim<Cpu, Policy, Target>>(encoder, objective, images, masks, tolerance);
 }
 
 template <class T, class Policy>
@@ -174,23 +164,7 @@ void check_micl_against_tape(Freezing freezing, double tolerance) {
   freeze_like_the_trainer(encoder, freezing);
   const auto images = testing::random_tensor<T>({4, kSpec.channels, kSpec.image, kSpec.image}, 17);
   const auto masks = mim::RandomRatio{500, 2}.make(4, kSpec.grid(), kSpec.grid(), 5, 2);
-  nn::ParameterList<T> params = encoder.parameters();
-
-  Tape<T> tape;
-  auto out = objective.forward(tape, encoder, images, masks);
-  const double tape_loss = double(tape.value(out.loss)[0]);
-  tape.backward(out.loss);
-  const auto tape_grads = take_gradients(params);
-
-  cpu::CpuContext ctx;
-  model::Micl<Cpu, Policy> explicit_model(ctx, encoder, objective);
-  const auto buffers = explicit_model.upload_masks(ctx, masks);
-  double loss[2] = {0, 0};
-  explicit_model.forward_backward(ctx, images, buffers, loss);
-  const auto model_grads = take_gradients(params);
-
-  CHECK(std::abs(loss[0] - tape_loss) <= tolerance * std::abs(tape_loss));
-  CHECK(worst_relative_difference(tape_grads, model_grads) <= tolerance);
+  check_against_tape<model::Micl<Cpu, Policy>>(encoder, objective, images, masks, tolerance);
 }
 
 }  // namespace
@@ -261,4 +235,24 @@ TEST_CASE("model::Encoder evaluation on the full sequence (no Saved record) equa
   double worst = 0;
   for (std::int64_t i = 0; i < got.numel(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
   CHECK(worst < 1e-12);
+}
+
+TEST_CASE("the explicit step allocates nothing in the steady state: every buffer comes back from the pool") {
+  nn::ViT<kSpec, float> encoder(3);
+  HostLocalMim<float> objective(4);
+  cpu::CpuContext ctx;
+  model::LocalMim<Cpu, Fp32> explicit_model(ctx, encoder, objective);
+  const auto images = testing::random_tensor<float>({4, kSpec.channels, kSpec.image, kSpec.image}, 11);
+  auto step = [&](std::uint64_t s) {
+    const auto masks = mim::Random<750>::make(4, kSpec.grid(), kSpec.grid(), 7, s);
+    double loss[2];
+    explicit_model.forward_backward(ctx, images, explicit_model.upload_masks(ctx, masks), loss);
+  };
+  step(0);
+  step(1);
+  const PoolStats settled = ctx.pool_stats();
+  CHECK(settled.malloc_calls > 0);
+  for (std::uint64_t s = 2; s < 6; ++s) step(s);
+  CHECK(ctx.pool_stats().malloc_calls == settled.malloc_calls);
+  CHECK(ctx.pool_stats().bytes_in_use == 0);  // nothing outlives a step
 }

@@ -1,6 +1,8 @@
 // Finite-difference gradient checks (double) for every differentiable op of the CPU backend.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "vitfreeze/autograd/gradcheck.hpp"
@@ -207,4 +209,39 @@ TEST_CASE("the gradient checker flags a wrong backward") {
     return probe(t, vy);
   };
   CHECK(check_gradients(wrong, {grad_input("x", x, vx)}).max_error > 1e-3);
+}
+
+TEST_CASE("cpu::gemm in float: strided and transposed operands match a naive loop, an empty product scales C") {
+  // The float GEMM is oneDNN's in the default build, Eigen's in the sanitizer build: both are checked
+  // against the definition C = alpha op(A) op(B) + beta C on strided sub-matrices.
+  const std::int64_t M = 5, N = 4, K = 3, ld = 7;
+  const auto a = random_tensor<float>(Shape{ld * ld}, 1), b = random_tensor<float>(Shape{ld * ld}, 2);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      CAPTURE(ta);
+      CAPTURE(tb);
+      auto c = random_tensor<float>(Shape{M * ld}, 3);
+      const auto c0 = c.clone();
+      cpu::gemm(ta, tb, M, N, K, 0.5f, a.data(), ld, b.data(), ld, 2.0f, c.data(), ld);
+      for (std::int64_t i = 0; i < M; ++i)
+        for (std::int64_t j = 0; j < ld; ++j) {
+          double want = c0[i * ld + j];
+          if (j < N) {
+            double sum = 0;
+            for (std::int64_t k = 0; k < K; ++k)
+              sum += double(a[ta ? k * ld + i : i * ld + k]) * double(b[tb ? j * ld + k : k * ld + j]);
+            want = 0.5 * sum + 2.0 * want;
+          }
+          CHECK(c[i * ld + j] == doctest::Approx(want).epsilon(1e-5));  // columns past N untouched
+        }
+    }
+  // K == 0: nothing to add; beta scales C, and beta == 0 writes zeros even over NaN.
+  auto c = Tensor<float>::full(Shape{M * ld}, 3.0f);
+  cpu::gemm(false, false, M, N, 0, 1.0f, a.data(), ld, b.data(), ld, 0.5f, c.data(), ld);
+  CHECK(c[0] == 1.5f);
+  CHECK(c[N] == 3.0f);
+  c = Tensor<float>::full(Shape{M * ld}, std::numeric_limits<float>::quiet_NaN());
+  cpu::gemm(false, false, M, N, 0, 1.0f, a.data(), ld, b.data(), ld, 0.0f, c.data(), ld);
+  CHECK(c[(M - 1) * ld + N - 1] == 0.0f);
+  CHECK(std::isnan(c[N]));
 }

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/dist/mpi.hpp"
 #include "vitfreeze/freeze/freeze.hpp"

@@ -1,5 +1,8 @@
 #pragma once
 // Umbrella header of the CPU library. CUDA translation units include <vitfreeze/cuda.hpp> as well.
+// Not included here, because each compiles part of stb into the translation unit: PNG writing and
+// plots (vitfreeze/io/png.hpp, io/plot.hpp) and image folders (vitfreeze/data/image_folder.hpp, or
+// the data/data.hpp umbrella); include them where they are used.
 #include "vitfreeze/core/arena.hpp"
 #include "vitfreeze/core/dtype.hpp"
 #include "vitfreeze/core/error.hpp"
@@ -20,12 +23,17 @@
 #include "vitfreeze/nn/vit.hpp"
 #include "vitfreeze/nn/vit_spec.hpp"
 
-#include "vitfreeze/data/data.hpp"
+#include "vitfreeze/data/cifar.hpp"
+#include "vitfreeze/data/crop.hpp"
+#include "vitfreeze/data/dataset.hpp"
+#include "vitfreeze/data/idx.hpp"
+#include "vitfreeze/data/loader.hpp"
+#include "vitfreeze/data/normalize.hpp"
+#include "vitfreeze/data/resample.hpp"
+#include "vitfreeze/data/transform.hpp"
 #include "vitfreeze/freeze/freeze.hpp"
 #include "vitfreeze/io/json.hpp"
 #include "vitfreeze/io/metrics.hpp"
-#include "vitfreeze/io/plot.hpp"
-#include "vitfreeze/io/png.hpp"
 #include "vitfreeze/io/safetensors.hpp"
 #include "vitfreeze/mim/hog.hpp"
 #include "vitfreeze/mim/mae.hpp"
@@ -35,3 +43,4 @@
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/linear_probe.hpp"
 #include "vitfreeze/train/pretrainer.hpp"
+#include "vitfreeze/train/pretraining.hpp"

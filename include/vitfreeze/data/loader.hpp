@@ -10,7 +10,9 @@
 // ShardTail says what happens to the N % world samples left over (see below).
 //
 // Prefetching: `workers` threads build batches ahead of the consumer, at most `capacity()` batches
-// ahead, and next() hands them out in order. Batch images live in buffers recycled through a pool:
+// ahead, and next() hands them out in order. With workers = 0 next() builds the batch itself, its
+// samples spread over the OpenMP threads: on a small machine this keeps one thread pool (the
+// training step's) instead of a loader thread preempting the step's spinning threads. Batch images live in buffers recycled through a pool:
 // a buffer returns to the pool when the last copy of the batch's tensor is gone, so holding on to a
 // batch is always safe, and in the steady state no image memory is allocated. Destroying the loader
 // mid-epoch stops the workers after the batch each is building; batches already handed out stay
@@ -26,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/rng.hpp"
 #include "vitfreeze/core/tensor.hpp"
 #include "vitfreeze/data/dataset.hpp"
@@ -188,7 +191,7 @@ class Loader {
     if (threads_.empty()) {
       ++next_deliver_;
       lock.unlock();
-      return build(k, inline_workspace_);
+      return build(k, inline_workspaces_);
     }
     // The window advances only once slot k is emptied, so no worker can write batch k + capacity
     // into this slot before batch k has left it.
@@ -222,7 +225,9 @@ class Loader {
       shard[std::size_t(j)] = permutation[std::size_t((opt_.rank + j * opt_.world) % n)];
   }
 
-  Batch build(std::int64_t k, Resampler& ws) const {
+  // Samples are independent (each one's augmentation is keyed by its own index), so spreading them
+  // over threads changes nothing in the batch; one workspace per thread.
+  Batch build(std::int64_t k, std::vector<Resampler>& workspaces) const {
     const std::int64_t begin = k * opt_.batch_size;
     const std::int64_t n = std::min(opt_.batch_size, per_rank_ - begin);
     Batch b;
@@ -232,18 +237,28 @@ class Loader {
     b.labels.resize(std::size_t(n));
     b.indices.resize(std::size_t(n));
     const std::size_t stride = std::size_t(data_.channels) * std::size_t(out_h_) * std::size_t(out_w_);
+    const int threads = workspaces.size() > 1 ? int(workspaces.size()) : 1;
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t index = shard_[std::size_t(begin + i)];
       b.indices[std::size_t(i)] = index;
       b.labels[std::size_t(i)] = data_.labels[std::size_t(index)];
       const ImageView src{data_.image(index).data(), data_.channels, data_.height, data_.width};
-      transform_.apply(src, {opt_.seed, epoch_, std::uint64_t(index)}, b.images.data() + std::size_t(i) * stride, ws);
+      try {
+        transform_.apply(src, {opt_.seed, epoch_, std::uint64_t(index)}, b.images.data() + std::size_t(i) * stride,
+                         workspaces[std::size_t(cpu::thread_index())]);
+      } catch (...) {
+#pragma omp critical(vitfreeze_loader_failure)
+        if (!failure) failure = std::current_exception();
+      }
     }
+    if (failure) std::rethrow_exception(failure);
     return b;
   }
 
   void worker_main() {
-    Resampler workspace;
+    std::vector<Resampler> workspace(1);
     std::unique_lock lock(mutex_);
     for (;;) {
       work_cv_.wait(lock, [&] { return stop_ || (next_claim_ < end_ && next_claim_ < next_deliver_ + capacity()); });
@@ -271,7 +286,7 @@ class Loader {
   int out_h_ = 0, out_w_ = 0;
   std::int64_t per_rank_ = 0, batches_ = 0;
   std::shared_ptr<detail::BatchBufferPool> pool_;
-  Resampler inline_workspace_;  // workers == 0
+  std::vector<Resampler> inline_workspaces_ = std::vector<Resampler>(std::size_t(cpu::thread_count()));  // workers == 0
 
   // Written by start_epoch only while no worker is building, read by workers afterwards.
   std::vector<std::int64_t> permutation_, shard_;

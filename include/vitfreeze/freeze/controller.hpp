@@ -4,7 +4,8 @@
 // Call step(g) once per optimiser step, before the forward, with g the global micro-batch iteration
 // (epoch * I + step, counted per rank; with gradient accumulation only on the first micro-step of
 // each window, so g advances by the accumulation factor). It freezes every unit whose budget is
-// spent (j > J_i), reports those units, and sets each unit's LR by the LrMode (see lr_mode.hpp).
+// spent (j > J_i), reports those units, and sets each active unit's LR by its LR policy (lr_policy.hpp:
+// a built-in one named by LrSettings::mode, or any type satisfying LrPolicy, make_controller<S, P>).
 // The trainer maps units to modules (patch embedding, block i, tap decoder k): this class knows only
 // indices, so it does not depend on nn/.
 //
@@ -18,7 +19,8 @@
 
 #include "vitfreeze/core/error.hpp"
 #include "vitfreeze/freeze/freeze_timing.hpp"
-#include "vitfreeze/freeze/lr_mode.hpp"
+#include "vitfreeze/freeze/lr_policies.hpp"
+#include "vitfreeze/freeze/lr_policy.hpp"
 #include "vitfreeze/freeze/schedule.hpp"
 
 namespace vitfreeze::freeze {
@@ -32,9 +34,16 @@ class FreezeController {
     friend bool operator==(const State&, const State&) = default;
   };
 
+  // The built-in policy lr.mode names.
   FreezeController(std::vector<double> fractions, RunLength run, LrSettings lr)
-      : fractions_(std::move(fractions)), run_(run), lr_settings_(lr), frozen_(fractions_.size(), false),
+      : FreezeController(std::move(fractions), run, lr, lr_policy_for(lr.mode)) {}
+
+  // Any policy (lr_policy_ref<P>()); a built-in one also sets lr.mode, which checkpoints record.
+  FreezeController(std::vector<double> fractions, RunLength run, LrSettings lr, LrPolicyRef policy)
+      : fractions_(std::move(fractions)), run_(run), lr_settings_(lr), policy_(policy), frozen_(fractions_.size(), false),
         lrs_(fractions_.size(), 0.0) {
+    if (!policy_.unit_lr || !policy_.global_lr || !policy_.name) throw ConfigError("FreezeController: empty LR policy");
+    if (policy_.builtin_mode) lr_settings_.mode = *policy_.builtin_mode;
     run_.validate();
     if (fractions_.empty()) throw ConfigError("FreezeController: no units");
     for (std::size_t i = 0; i < fractions_.size(); ++i) {
@@ -75,12 +84,13 @@ class FreezeController {
   double lr(int unit) const { return lrs_.at(checked(unit)); }
   // The global warmup + cosine at the last step: for parameters that never freeze (cls token under
   // vitfreeze semantics).
-  double global_lr() const { return last_step_ < 0 ? 0.0 : global_learning_rate(lr_settings_, run_, last_step_); }
+  double global_lr() const { return last_step_ < 0 ? 0.0 : policy_.global_lr(lr_settings_, run_, last_step_); }
   double fraction(int unit) const { return fractions_.at(checked(unit)); }
   const std::vector<int>& froze_at_last_step() const { return froze_now_; }
   std::int64_t last_step() const { return last_step_; }
   const RunLength& run() const { return run_; }
   const LrSettings& lr_settings() const { return lr_settings_; }
+  const LrPolicyRef& lr_policy() const { return policy_; }
 
   State state() const { return {last_step_, frozen_}; }
 
@@ -121,16 +131,19 @@ class FreezeController {
     return static_cast<std::size_t>(unit);
   }
 
+  // The policy is asked only for units that still train: a frozen unit, or one past its freeze
+  // point that a restored state has not frozen yet, gets 0 whatever the policy's curve says.
   void update_learning_rates() {
-    for (int u = 0; u < units(); ++u)
-      lrs_[static_cast<std::size_t>(u)] = (last_step_ < 0 || !is_active(u))
-                                              ? 0.0
-                                              : unit_learning_rate(lr_settings_, run_, fraction(u), last_step_);
+    for (int u = 0; u < units(); ++u) {
+      const bool trains = last_step_ >= 0 && is_active(u) && !is_past_freeze_point(run_, fraction(u), last_step_);
+      lrs_[static_cast<std::size_t>(u)] = trains ? policy_.unit_lr(lr_settings_, run_, fraction(u), last_step_) : 0.0;
+    }
   }
 
   std::vector<double> fractions_;
   RunLength run_;
   LrSettings lr_settings_;
+  LrPolicyRef policy_;
   std::vector<bool> frozen_;
   int frozen_count_ = 0;
   std::int64_t last_step_ = -1;
@@ -138,10 +151,12 @@ class FreezeController {
   std::vector<int> froze_now_;
 };
 
-// A controller for a compile-time schedule, with that schedule's LR mode and tail.
-template <FreezeSchedule S>
+// A controller for a compile-time schedule with the schedule's tail and an LR policy: by default the
+// one the schedule names (DefaultLrPolicy), or any type satisfying LrPolicy.
+template <FreezeSchedule S, LrPolicy P = DefaultLrPolicy<S>>
 FreezeController make_controller(int units, RunLength run, double base_lr, double min_lr = 1e-6) {
-  return FreezeController(fractions<S>(units), run, LrSettings{default_lr_mode<S>(), base_lr, min_lr, default_tail<S>()});
+  return FreezeController(fractions<S>(units), run, LrSettings{default_lr_mode<S>(), base_lr, min_lr, default_tail<S>()},
+                          lr_policy_ref<P>());
 }
 
 }  // namespace vitfreeze::freeze

@@ -9,7 +9,8 @@
 //     non-decreasing in the unit index (units freeze strictly in index order), +inf for "never".
 //     It must be usable in a constant expression.
 // What it may provide (otherwise the defaults in brackets apply):
-//   static constexpr LrMode lr_mode;   [LrMode::scaled_layerwise, the ViTFreeze default]
+//   static constexpr LrMode lr_mode;   [LrMode::scaled_layerwise, the ViTFreeze default]: the LR policy
+//                                      used when none is given (DefaultLrPolicy<S>)
 //   static constexpr double tail;      [0.1; the vit_tailored tau]
 #include <array>
 #include <concepts>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "vitfreeze/freeze/lr_mode.hpp"
+#include "vitfreeze/freeze/lr_policies.hpp"
 #include "vitfreeze/freeze/spacing.hpp"
 
 namespace vitfreeze::freeze {
@@ -67,6 +69,10 @@ constexpr LrMode default_lr_mode() {
   if constexpr (requires { { S::lr_mode } -> std::convertible_to<LrMode>; }) return S::lr_mode;
   else return LrMode::scaled_layerwise;
 }
+
+// The LR policy type of the schedule's LR mode.
+template <FreezeSchedule S>
+using DefaultLrPolicy = LrPolicyOf<default_lr_mode<S>()>;
 
 template <FreezeSchedule S>
 constexpr double default_tail() {

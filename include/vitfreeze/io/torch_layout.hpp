@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "vitfreeze/autograd/parameter.hpp"
+#include "vitfreeze/core/parameter.hpp"
 #include "vitfreeze/core/error.hpp"
 #include "vitfreeze/io/safetensors.hpp"
 

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "vitfreeze/autograd/ops/loss.hpp"
+#include "vitfreeze/mim/flops.hpp"
 #include "vitfreeze/mim/hog.hpp"
+#include "vitfreeze/mim/localmim_spec.hpp"
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/mask_rescale.hpp"
 #include "vitfreeze/mim/objective_family.hpp"
@@ -30,27 +32,6 @@
 #include "vitfreeze/nn/vit.hpp"
 
 namespace vitfreeze::mim {
-
-// One decoder tap: the hidden state after 0-based block `block`, predicted at scale num/den.
-struct TapSpec {
-  int block = 0;
-  int scale_num = 1;
-  int scale_den = 1;
-  friend constexpr bool operator==(const TapSpec&, const TapSpec&) = default;
-};
-
-template <TapSpec... Ts>
-struct taps {
-  static constexpr int count = sizeof...(Ts);
-  static constexpr std::array<TapSpec, sizeof...(Ts)> list{Ts...};
-};
-
-// LocalMIM's taps (spec §2.2): ID = [1, 3, depth-3, depth-1] with scales [4, 2, 1, 1/2].
-template <int Depth>
-using localmim_taps = taps<TapSpec{1, 4, 1}, TapSpec{3, 2, 1}, TapSpec{Depth - 3, 1, 1}, TapSpec{Depth - 1, 1, 2}>;
-
-// LocalMIM's decoders: 256 wide, 1 block, 8 heads, MLP ratio 4 (spec §2.1).
-inline constexpr DecoderSpec kLocalMimDecoder{.dim = 256, .depth = 1, .heads = 8, .mlp_ratio = 4};
 
 namespace detail {
 template <class X>
@@ -100,9 +81,14 @@ consteval bool check_localmim() {
 }
 }  // namespace detail
 
-template <ViTSpec S, class Taps = localmim_taps<S.depth>, DecoderSpec Dec = kLocalMimDecoder,
-          ReconstructionTarget Target = Hog<9>, CpuScalar T = float>
+// Target is checked by a static_assert rather than a constraint, so that a wrong target is reported
+// in one line that says what it lacks.
+template <ViTSpec S, class Taps = localmim_taps<S.depth>, DecoderSpec Dec = kLocalMimDecoder, class Target = Hog<9>,
+          CpuScalar T = float>
 class LocalMim {
+  static_assert(ReconstructionTarget<Target>,
+                "LocalMim: Target is not a mim::ReconstructionTarget (name, values(channels, cell), compute(images, "
+                "geometries, outputs) in float and double; mim/targets.hpp)");
   static_assert(detail::check_localmim<S, Taps, Dec>());
 
  public:
@@ -213,6 +199,11 @@ class LocalMim {
   static constexpr int tap_count() { return kTaps; }
   static constexpr int tap_block(int k) { return tap_specs.at(std::size_t(k)).block; }
   bool tap_active(int k) const { return taps_.at(std::size_t(k)).active; }
+  // For the cost model (train/cost_model.hpp): forward FLOPs per image of tap k, which stop when its
+  // block freezes; `visible` patches per image reach the tap.
+  static constexpr double tap_forward_flops(int k, int visible) {
+    return localmim_tap_forward_flops(S, Dec, tap_specs[std::size_t(k)], visible, out_dim(k));
+  }
   int active_tap_count() const {
     return int(std::count_if(taps_.begin(), taps_.end(), [](const Tap& t) { return t.active; }));
   }

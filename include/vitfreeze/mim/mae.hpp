@@ -3,6 +3,7 @@
 // prediction of the removed ones against a reconstruction target per patch (mim/targets.hpp):
 // per-patch normalised pixels by default (MAE's norm_pix_loss), raw pixels, HOG, or the user's own.
 #include "vitfreeze/autograd/ops/loss.hpp"
+#include "vitfreeze/mim/flops.hpp"
 #include "vitfreeze/mim/mae_decoder.hpp"
 #include "vitfreeze/mim/masking.hpp"
 #include "vitfreeze/mim/norm_pix.hpp"
@@ -13,8 +14,14 @@
 
 namespace vitfreeze::mim {
 
-template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, ReconstructionTarget Target = NormalizedPixels, CpuScalar T = float>
+// Target is checked by a static_assert rather than a constraint, so that a wrong target is reported
+// in one line that says what it lacks.
+template <ViTSpec S, DecoderSpec Dec = DecoderSpec{}, class Target = NormalizedPixels, CpuScalar T = float>
 class Mae {
+  static_assert(ReconstructionTarget<Target>,
+                "Mae: Target is not a mim::ReconstructionTarget (name, values(channels, cell), compute(images, "
+                "geometries, outputs) in float and double; mim/targets.hpp)");
+
  public:
   static constexpr const char* name = "mae";
   static constexpr ObjectiveFamily family = ObjectiveFamily::mae;
@@ -41,6 +48,12 @@ class Mae {
 
   // The decoder is trained to the end: the trainer puts it in the last (never frozen) unit.
   void collect_parameters(nn::ParameterList<T>& out) { decoder.collect_parameters(out); }
+
+  // For the cost model (train/cost_model.hpp): forward FLOPs per image that never freeze, with
+  // `visible` patches per image reaching the decoder.
+  static constexpr double never_frozen_forward_flops(int visible) {
+    return mae_decoder_forward_flops(S, Dec, visible, out_dim);
+  }
 
   MaeDecoder<T> decoder;
 };

@@ -5,18 +5,11 @@
 #include <vector>
 
 #include "vitfreeze/autograd/ops/tokens.hpp"
+#include "vitfreeze/mim/decoder_spec.hpp"
 #include "vitfreeze/nn/block.hpp"
 #include "vitfreeze/nn/pos_embed.hpp"
 
 namespace vitfreeze::mim {
-
-struct DecoderSpec {
-  int dim = 128;
-  int depth = 2;
-  int heads = 4;
-  int mlp_ratio = 4;
-  friend constexpr bool operator==(const DecoderSpec&, const DecoderSpec&) = default;
-};
 
 // Parameter names of the reference code the weights must open in: facebookresearch/mae
 // (decoder_embed, decoder_blocks.N, decoder_norm, decoder_pred) or LocalMIM's per-tap MAE_Decoder

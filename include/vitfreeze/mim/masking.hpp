@@ -80,16 +80,19 @@ struct MaskSet {
 // ---- the policy concept ---------------------------------------------------------------------------
 
 // A masking policy provides
-//   MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step) const
-//     (static is fine; more defaulted parameters are allowed: ours take `first_sample`), returning a
-//     MaskSet whose ids_shuffle rows are permutations, ids_restore their inverses, ids_keep the first
-//     `keep` entries and mask the complement of ids_keep; the same arguments give the same MaskSet;
+//   MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
+//                std::uint32_t first_sample) const
+//     (static is fine; `first_sample` may have a default, ours default to 0), returning a MaskSet whose
+//     ids_shuffle rows are permutations, ids_restore their inverses, ids_keep the first `keep`
+//     entries and mask the complement of ids_keep; the same arguments give the same MaskSet.
+//     `first_sample` is the global index of the batch's first sample: the trainer passes it so that
+//     accumulated micro-batches and data-parallel ranks draw the masks one big batch would;
 //   int kept(int grid_h, int grid_w) const (static constexpr in ours): visible positions per sequence,
 //     so an objective can size its buffers (and static_assert on them) before the first batch.
 template <class P>
 concept MaskingPolicy = requires(const P& policy, int batch, int grid_h, int grid_w, std::uint64_t seed,
-                                 std::uint64_t step) {
-  { policy.make(batch, grid_h, grid_w, seed, step) } -> std::same_as<MaskSet>;
+                                 std::uint64_t step, std::uint32_t first_sample) {
+  { policy.make(batch, grid_h, grid_w, seed, step, first_sample) } -> std::same_as<MaskSet>;
   { policy.kept(grid_h, grid_w) } -> std::same_as<int>;
 };
 
@@ -364,6 +367,6 @@ struct Window {
 };
 
 static_assert(MaskingPolicy<Random<750>> && MaskingPolicy<Block<750>> && MaskingPolicy<SplitView<900>> &&
-              MaskingPolicy<Window<7, 4, 800>>);
+              MaskingPolicy<Window<7, 4, 800>> && MaskingPolicy<RandomRatio>);
 
 }  // namespace vitfreeze::mim

@@ -32,6 +32,7 @@ template <ViTSpec S, CpuScalar T = float>
 class ViT {
  public:
   static constexpr ViTSpec spec = S;
+  using Scalar = T;
 
   explicit ViT(std::uint64_t seed = 0)
       : cls_token("cls_token", Shape{1, 1, S.dim}, true),

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "vitfreeze/autograd/parameter.hpp"
+#include "vitfreeze/core/parameter.hpp"
 
 namespace vitfreeze::optim {
 

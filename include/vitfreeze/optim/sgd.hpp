@@ -5,7 +5,7 @@
 #include <Eigen/Core>
 #include <unordered_map>
 
-#include "vitfreeze/autograd/parameter.hpp"
+#include "vitfreeze/core/parameter.hpp"
 
 namespace vitfreeze::optim {
 

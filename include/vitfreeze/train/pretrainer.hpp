@@ -39,6 +39,7 @@
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/io/weights.hpp"
 #include "vitfreeze/mim/masking.hpp"
+#include "vitfreeze/mim/objective.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/train/options.hpp"
 #include "vitfreeze/train/records.hpp"
@@ -54,7 +55,7 @@ namespace vitfreeze::train {
 // arguments go to the engine's constructor (a device engine also receives all_parameters()).
 template <class Encoder, class Objective, class Masking, CpuScalar T = float,
           class Engine = ExplicitStepEngine<Encoder, Objective, T>>
-  requires StepEngine<Engine, T>
+  requires mim::Objective<Objective, T> && mim::MaskingPolicy<Masking> && StepEngine<Engine, T>
 class Pretrainer {
   static constexpr bool kDeviceEngine = !Engine::host_gradients;
   static_assert(!kDeviceEngine || DeviceStepEngine<Engine, T>, "an engine without host gradients must update itself");
@@ -219,6 +220,8 @@ class Pretrainer {
     r.set("base_lr", lr.base_lr);
     r.set("min_lr", lr.min_lr);
     r.set("lr_tail", lr.tail);
+    // A user's LR policy is named (built-in ones are lr_mode, as in older checkpoints).
+    if (!controller_.lr_policy().builtin_mode) r.set("lr_policy", controller_.lr_policy().name);
     r.set("freeze_fractions", std::move(fractions));
     r.set("semantics", options_.semantics == freeze::FreezeSemantics::truncate ? "truncate" : "vitfreeze");
     r.set("seed", options_.seed);

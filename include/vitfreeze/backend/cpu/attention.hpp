@@ -16,7 +16,7 @@
 
 #include "vitfreeze/backend/attention_shape.hpp"
 #include "vitfreeze/backend/cpu/gemm.hpp"
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 
 namespace vitfreeze::cpu {
 

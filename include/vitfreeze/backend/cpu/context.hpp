@@ -6,7 +6,7 @@
 #include <memory>
 #include <new>
 
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/caching_pool.hpp"
 #include "vitfreeze/core/tensor.hpp"
 

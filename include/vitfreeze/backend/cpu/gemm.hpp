@@ -43,6 +43,16 @@ inline constexpr const char* gemm_library() {
 #endif
 }
 
+// C = beta * C; beta == 0 writes zeros (C may hold anything, NaN included, from a recycled buffer).
+template <CpuScalar T>
+inline void scale_gemm_output(T beta, T* C, std::int64_t M, std::int64_t N, std::int64_t ldc) {
+  MatrixMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
+  if (beta == T(0))
+    c.setZero();
+  else if (beta != T(1))
+    c *= beta;
+}
+
 template <CpuScalar T>
 inline void eigen_gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
                        std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
@@ -50,10 +60,7 @@ inline void eigen_gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t 
   // Stored shapes: A is [M,K] or [K,M] (transposed), B is [K,N] or [N,K].
   ConstMatrixMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
   ConstMatrixMap<T> b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
-  if (beta == T(0))
-    c.setZero();
-  else if (beta != T(1))
-    c *= beta;
+  scale_gemm_output(beta, C, M, N, ldc);
   if (!trans_a && !trans_b)
     c.noalias() += alpha * a * b;
   else if (!trans_a && trans_b)
@@ -70,8 +77,9 @@ inline void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
 #ifdef VITFREEZE_WITH_DNNL
   if constexpr (std::is_same_v<T, float>) {
     if (M == 0 || N == 0) return;
-    // sgemm leaves C untouched only for beta == 1 with K == 0; Eigen's path is the reference for that.
-    if (K == 0) return eigen_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    // An empty product (K == 0) leaves C = beta * C; done here rather than through eigen_gemm, which
+    // would compile Eigen's whole float GEMM into every translation unit for this one case.
+    if (K == 0) return scale_gemm_output(beta, C, M, N, ldc);
     const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
                                             beta, C, ldc);
     if (status != dnnl_success)

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vitfreeze/backend/cpu/parallel.hpp"
+#include "vitfreeze/core/parallel.hpp"
 #include "vitfreeze/core/dtype.hpp"
 
 namespace vitfreeze::cpu {

@@ -1,5 +1,5 @@
 #pragma once
-// The CPU backend's one thread pool is OpenMP's: Eigen's GEMM and our element-wise kernels share it,
+// The process's one thread pool is OpenMP's: Eigen's GEMM and our element-wise kernels share it,
 // so two pools never spin against each other on a small machine.
 #include <omp.h>
 
