@@ -13,7 +13,7 @@ case "$kind" in
     sed -i 's|#include "vitfreeze/freeze/spacing.hpp"|&\n#include "vitfreeze/train/pretrainer.hpp"|' "$work/include/vitfreeze/freeze/schedule.hpp"
     check=(python3 "$work/scripts/check_layering.py" --root "$work") expect="freeze -> train" ;;
   stale_exception)  # an arrow removed while its exception stays listed
-    sed -i '/#include "vitfreeze\/mim\/hog.hpp"/d' "$work/include/vitfreeze/backend/cuda/hog.cuh"
+    sed -i '/#include "vitfreeze\/backend\/cpu\/contrastive.hpp"/d' "$work/include/vitfreeze/backend/cuda/backend.cuh"
     check=(python3 "$work/scripts/check_layering.py" --root "$work") expect="no longer included" ;;
   drifted_quote)
     echo "// an edit the guide does not show" >> "$work/tests/guide_example.cpp"

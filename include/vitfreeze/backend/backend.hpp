@@ -21,7 +21,6 @@
 #include <span>
 
 #include "vitfreeze/backend/attention_shape.hpp"
-#include "vitfreeze/backend/cpu/patchify.hpp"
 #include "vitfreeze/backend/gemm_epilogue.hpp"
 #include "vitfreeze/backend/geometry.hpp"
 #include "vitfreeze/core/memory_space.hpp"
@@ -38,7 +37,7 @@ concept Backend =
       { B::name } -> std::convertible_to<const char*>;
     } && MemorySpace<typename B::Space> &&
     requires(typename B::Context& ctx, float* f, const float* cf, double* result, const std::int32_t* ids,
-             const AttentionShape& s, const cpu::PatchGeometry& pg, const MapGeometry& mg,
+             const AttentionShape& s, const PatchGeometry& pg, const MapGeometry& mg,
              std::span<const HogGeometry> hg, std::span<float* const> targets) {
       { B::template empty<float>(ctx, Shape{1}) } -> std::same_as<Tensor<float, typename B::Space>>;
       { B::template zeros<float>(ctx, Shape{1}) } -> std::same_as<Tensor<float, typename B::Space>>;
@@ -53,7 +52,7 @@ concept Backend =
       B::residual_layernorm_forward(ctx, cf, cf, f, cf, cf, f, f, f, 1, 1, 1e-6);
       B::layernorm_backward(ctx, cf, cf, cf, cf, cf, f, f, f, 1, 1);
       B::template attention_forward<Fp32>(ctx, cf, f, s, (typename B::template AttentionSaved<Fp32>*)nullptr);
-      B::patchify(ctx, cf, f, pg, cpu::PatchLayout::channel_major);
+      B::patchify(ctx, cf, f, pg, PatchLayout::channel_major);
       B::gather_tokens_forward(ctx, cf, ids, f, 1, 1, 1, 1);
       B::gather_tokens_backward(ctx, cf, ids, f, 1, 1, 1, 1);
       B::assemble_encoder_tokens(ctx, cf, cf, cf, ids, f, 1, 1, 1);

@@ -2,10 +2,30 @@
 // Argument shapes of the kernels every backend implements (no Eigen, no CUDA: .cu and .cpp files
 // both include this).
 #include <cstdint>
+#include <string>
 
+#include "vitfreeze/core/error.hpp"
 #include "vitfreeze/core/host_device.hpp"
 
 namespace vitfreeze {
+
+// Patchify's two layouts within a patch: pixel-major (u, v, c), channel fastest (MAE's
+// reconstruction target); channel-major (c, u, v), a Conv2d kernel's (the patch embedding GEMM).
+enum class PatchLayout { pixel_major, channel_major };
+
+// Images [batch, channels, height, width] cut into patch x patch squares, patch l = i * grid_w + j.
+struct PatchGeometry {
+  std::int64_t batch, channels, height, width, patch;
+  std::int64_t grid_h() const { return height / patch; }
+  std::int64_t grid_w() const { return width / patch; }
+  std::int64_t patches() const { return grid_h() * grid_w(); }
+  std::int64_t patch_dim() const { return channels * patch * patch; }
+  void validate() const {
+    if (patch <= 0 || height % patch || width % patch)
+      throw ShapeError("patchify: image " + std::to_string(height) + "x" + std::to_string(width) +
+                       " is not a multiple of patch " + std::to_string(patch));
+  }
+};
 
 // A channels-last map op's input (LocalMIM's scale heads): `batch` maps of height x width pixels,
 // each after `skip` rows (a decoder's cls row: sample b's pixel p is row b * (skip + pixels) + skip + p),

@@ -149,9 +149,9 @@ class Encoder {
                        std::to_string(views) + " views");
     expect_rows(images, batch * channels_ * image_, image_, "model::Encoder images");
     const std::int64_t patch_dim = channels_ * patch_ * patch_, sequences = batch * views, length = keep / views + 1;
-    const cpu::PatchGeometry g{batch, channels_, image_, image_, patch_};
+    const PatchGeometry g{batch, channels_, image_, image_, patch_};
     Array all_patches = B::template empty<T>(ctx, Shape{batch, patches_, patch_dim});
-    B::patchify(ctx, images.data(), all_patches.data(), g, cpu::PatchLayout::channel_major);
+    B::patchify(ctx, images.data(), all_patches.data(), g, PatchLayout::channel_major);
     Array visible = B::template empty<T>(ctx, Shape{batch, keep, patch_dim});
     B::gather_tokens_forward(ctx, all_patches.data(), ids_keep, visible.data(), batch, patches_, keep, patch_dim);
     all_patches = Array();

@@ -172,7 +172,7 @@ struct Cpu {
 
   // ---- tokens ---------------------------------------------------------------------------------
   template <CpuScalar T>
-  static void patchify(Context&, const T* images, T* patches, const cpu::PatchGeometry& g, cpu::PatchLayout layout) {
+  static void patchify(Context&, const T* images, T* patches, const PatchGeometry& g, PatchLayout layout) {
     cpu::patchify(images, patches, g, layout);
   }
   template <CpuScalar T>
@@ -232,7 +232,7 @@ struct Cpu {
 
   // ---- targets and losses -----------------------------------------------------------------------
   template <CpuScalar T>
-  static void patch_targets(Context&, const T* images, T* target, const cpu::PatchGeometry& g, bool normalize,
+  static void patch_targets(Context&, const T* images, T* target, const PatchGeometry& g, bool normalize,
                             double eps) {
     cpu::patch_targets(images, target, g, normalize, eps);
   }

@@ -7,24 +7,13 @@
 // Both are permutations, so unpatchify (the inverse) is also the adjoint used as the backward.
 #include <cstdint>
 
-#include "vitfreeze/core/error.hpp"
+#include "vitfreeze/backend/geometry.hpp"
 
 namespace vitfreeze::cpu {
 
-enum class PatchLayout { pixel_major, channel_major };
-
-struct PatchGeometry {
-  std::int64_t batch, channels, height, width, patch;
-  std::int64_t grid_h() const { return height / patch; }
-  std::int64_t grid_w() const { return width / patch; }
-  std::int64_t patches() const { return grid_h() * grid_w(); }
-  std::int64_t patch_dim() const { return channels * patch * patch; }
-  void validate() const {
-    if (patch <= 0 || height % patch || width % patch)
-      throw ShapeError("patchify: image " + std::to_string(height) + "x" + std::to_string(width) +
-                       " is not a multiple of patch " + std::to_string(patch));
-  }
-};
+// The shared argument types (backend/geometry.hpp), by their old names too.
+using vitfreeze::PatchGeometry;
+using vitfreeze::PatchLayout;
 
 namespace detail {
 // Calls f(image_index, patch_index) for every pair: both layouts walk the same pairs.

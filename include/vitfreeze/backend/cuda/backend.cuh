@@ -21,7 +21,6 @@
 #include "vitfreeze/backend/attention_shape.hpp"
 #include "vitfreeze/backend/backend.hpp"
 #include "vitfreeze/backend/cpu/contrastive.hpp"
-#include "vitfreeze/backend/cpu/patchify.hpp"
 #include "vitfreeze/backend/cuda/attention_paths.cuh"
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/elementwise.cuh"
@@ -173,7 +172,7 @@ struct Cuda {
 
   // ---- tokens ---------------------------------------------------------------------------------
   template <cuda::DeviceScalar T>
-  static void patchify(Context& ctx, const T* images, T* patches, const cpu::PatchGeometry& g, cpu::PatchLayout layout) {
+  static void patchify(Context& ctx, const T* images, T* patches, const PatchGeometry& g, PatchLayout layout) {
     cuda::patchify<T>(ctx, images, patches, g, layout);
   }
   template <cuda::DeviceScalar T>
@@ -233,7 +232,7 @@ struct Cuda {
 
   // ---- targets and losses (images: fp32) ---------------------------------------------------------
   template <cuda::DeviceScalar T>
-  static void patch_targets(Context& ctx, const float* images, T* target, const cpu::PatchGeometry& g, bool normalize,
+  static void patch_targets(Context& ctx, const float* images, T* target, const PatchGeometry& g, bool normalize,
                             double eps, std::int64_t lead = 1) {
     cuda::patch_targets<T>(ctx, images, target, g, normalize, eps, lead);
   }
@@ -254,7 +253,7 @@ struct Cuda {
     for (std::size_t s = 0; s < g.size(); ++s) {
       const TargetGeometry& x = g[s];
       if constexpr (std::is_same_v<Kernel, CellPixelsKernel>)
-        cuda::patch_targets<T>(ctx, images, out[s], cpu::PatchGeometry{x.batch, x.channels, x.height, x.width, x.cell},
+        cuda::patch_targets<T>(ctx, images, out[s], PatchGeometry{x.batch, x.channels, x.height, x.width, x.cell},
                                kernel.normalize, kernel.eps, x.lead);
       else if constexpr (std::is_same_v<Kernel, HogKernel>)
         cuda::hog_targets<T>(ctx, images, out[s], HogGeometry{x.batch, x.channels, x.height, x.width, kernel.bins, x.cell, x.lead});

@@ -1,17 +1,14 @@
 #pragma once
 // Patchify / unpatchify, as cpu::patchify / cpu::unpatchify, with the same PatchGeometry and
-// PatchLayout (backend/cpu/patchify.hpp has no Eigen, so it is shared). Both are permutations; one
-// thread per patch element computes its image index, so the two directions share the index map.
+// PatchLayout (backend/geometry.hpp). Both are permutations; one thread per patch element computes
+// its image index, so the two directions share the index map.
 #include <cstdint>
 
-#include "vitfreeze/backend/cpu/patchify.hpp"
 #include "vitfreeze/backend/cuda/context.hpp"
 #include "vitfreeze/backend/cuda/device_math.cuh"
+#include "vitfreeze/backend/geometry.hpp"
 
 namespace vitfreeze::cuda {
-
-using cpu::PatchGeometry;
-using cpu::PatchLayout;
 
 namespace kernels {
 struct PatchIndex {
