@@ -21,7 +21,7 @@ OUT_DIR=${1:-gpu-bench-out}
 ROUNDS=${ROUNDS:-2}
 MODES=${MODES:-eager,compile,compile-max-autotune,compile-reduce-overhead,eager+cudnn}
 TESTS=(test_cuda_ops test_cuda_attention test_cuda_sdpa test_cuda_mae_step test_cuda_localmim_step
-       test_cuda_pretrainer_localmim)
+       test_cuda_micl_mae_lite_step test_cuda_pretrainer_localmim)
 export VITFREEZE_REQUIRE_GPU=1
 mkdir -p "$OUT_DIR"
 CUDNN_WHEEL=$(python3 -c "import nvidia.cudnn as m; print(list(m.__path__)[0])" 2>/dev/null || true)
