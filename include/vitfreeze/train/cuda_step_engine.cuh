@@ -15,10 +15,11 @@
 //   download/upload   device state <-> the host objects (checkpoints, the end of fit)
 //
 // Whole-step CUDA graphs (CudaEngineOptions::step_graphs): each micro-batch's forward and backward is
-// captured once and replayed from then on (inputs copied into fixed buffers first), the update
-// (gradient check, AdamW, scaler, zeroing) likewise; a new set of trained tensors, dropped tap or
-// gradient weight captures again. Not for MiCL: its contrastive loss runs on the host in this
-// version (backend/cuda/backend.cuh), which a capture cannot contain.
+// captured and replayed (inputs copied into fixed buffers first), the update (gradient check, AdamW,
+// scaler, zeroing) likewise. A new set of trained tensors, dropped tap or gradient weight runs its
+// first step eagerly and is captured on its second, so matmul plans, cuDNN graphs and the
+// allocator's cache are built outside any capture. Not for MiCL: its contrastive loss runs on the
+// host in this version (backend/cuda/backend.cuh), which a capture cannot contain.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -115,7 +116,7 @@ class CudaStepEngine {
   void update(std::span<const double> lrs, double grad_scale) {
     optimizer_.stage(ctx_, lrs, grad_scale);
     if (!options_.step_graphs) return optimizer_.launch(ctx_);
-    update_graph_.run(ctx_, optimizer_.trained_tensors(), [&] {
+    update_graph_.run(ctx_, trained_signature(), [&] {
       optimizer_.launch(ctx_);
       optimizer_.zero_grad(ctx_);
     });
@@ -186,11 +187,27 @@ class CudaStepEngine {
   // fp16: the loss-scaling state once the queued steps are done (waits for the GPU).
   LossScaleState loss_scale_state() { return optimizer_.settle_loss_scale(); }
   // Whole-step graphs: captures so far (micro-batch, update).
-  std::size_t step_captures() const { return step_graph_.captures(); }
-  std::size_t update_captures() const { return update_graph_.captures(); }
+  std::size_t step_captures() const { return step_graph_.graph.captures(); }
+  std::size_t update_captures() const { return update_graph_.graph.captures(); }
 
  private:
   static constexpr bool kContrastiveOnHost = HostObjective::family == mim::ObjectiveFamily::micl;
+
+  // A StepGraph whose signatures run once eagerly before they are captured.
+  struct WarmedGraph {
+    cuda::StepGraph graph;
+    std::optional<std::uint64_t> seen;  // the last signature run
+
+    template <class Enqueue>
+    void run(cuda::CudaContext& ctx, std::uint64_t signature, Enqueue&& enqueue) {
+      if (seen != signature) {
+        seen = signature;
+        enqueue();
+        return;
+      }
+      graph.run(ctx, signature, enqueue);
+    }
+  };
 
   // The model's tensors in the host list's order, matched by name; the rest freeze.
   static std::vector<DeviceParameter*> in_host_order(Model& model, const nn::ParameterList<float>& host) {
@@ -223,7 +240,8 @@ class CudaStepEngine {
   // the step's work changed).
   void forward_backward_captured(const Tensor<float>& images, const mim::MaskSet& masks, double weight) {
     if (static_images_.shape() != images.shape()) {  // a batch of another size: new buffers, new capture
-      step_graph_.reset(ctx_);
+      step_graph_.graph.reset(ctx_);
+      step_graph_.seen.reset();
       static_images_ = ctx_.empty<float>(images.shape());
       static_masks_.reset();
     }
@@ -238,18 +256,21 @@ class CudaStepEngine {
     });
   }
 
-  // Everything that changes the enqueued work: which tensors train, which taps run, the weight.
-  std::uint64_t step_signature(double weight) const {
+  // What changes the enqueued work of both graphs: which tensors train, which taps run.
+  std::uint64_t trained_signature() const {
     std::uint64_t h = 1469598103934665603ull;  // FNV-1a
-    auto mix = [&](std::uint64_t x) { h = (h ^ x) * 1099511628211ull; };
-    for (const DeviceParameter* p : parameters()) mix(p->trainable());  // the rest never train
+    for (const DeviceParameter* p : parameters()) h = mix(h, p->trainable());  // the rest never train
     if constexpr (requires { model_.tap_count(); })
-      for (int k = 0; k < model_.tap_count(); ++k) mix(model_.tap_active(k));
-    std::uint64_t bits = 0;
-    std::memcpy(&bits, &weight, sizeof bits);
-    mix(bits);
+      for (int k = 0; k < model_.tap_count(); ++k) h = mix(h, model_.tap_active(k));
     return h;
   }
+  // ... and of the forward/backward: the gradient weight too.
+  std::uint64_t step_signature(double weight) const {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &weight, sizeof bits);
+    return mix(trained_signature(), bits);
+  }
+  static std::uint64_t mix(std::uint64_t h, std::uint64_t x) { return (h ^ x) * 1099511628211ull; }
 
   cuda::CudaContext& ctx_;
   CudaEngineOptions options_;
@@ -259,7 +280,7 @@ class CudaStepEngine {
   std::vector<double> host_losses_;
   std::int64_t written_end_ = 0, read_end_ = 0;  // slots [0, written_end_) written, [0, read_end_) on the host
   // Whole-step graphs.
-  cuda::StepGraph step_graph_, update_graph_;
+  WarmedGraph step_graph_, update_graph_;
   cuda::DeviceTensor<float> static_images_;
   std::optional<typename Model::MaskBuffers> static_masks_;
   cuda::DeviceTensor<double> captured_loss_;
