@@ -98,12 +98,7 @@ class LocalMim {
           weight[b * h.rows_per_sample() + h.lead_rows() + c] = w;
           sum += double(w);
         }
-      if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
-        d.tap_weight.push_back(weight);
-      } else {
-        d.tap_weight.push_back(B::template empty<M>(ctx, weight.shape()));
-        B::copy_from_host(ctx, weight, d.tap_weight.back());
-      }
+      assign_from_host<B>(ctx, d.tap_weight.emplace_back(), weight);
       d.tap_weight_sum.push_back(sum);
     }
     return d;
