@@ -120,7 +120,7 @@ TEST_CASE("drop path: p_i = rate i / (depth - 1), kept branches scaled by 1 / (1
   CHECK_THROWS_AS((nn::StochasticDepth{1.0, 0, 0}.scales<double>(3, 4, 2)), ConfigError);
 }
 
-TEST_CASE("drop path in a block: a sample whose two branches are dropped passes through unchanged; gradcheck") {
+TEST_CASE("drop path in a block: a sample whose two branches are dropped passes through unchanged, and a gradcheck") {
   nn::Block<double> block("block", 8, 2, 16);
   block.init_xavier(3);
   const auto x = testing::random_tensor<double>({3, 5, 8}, 4);
@@ -190,7 +190,7 @@ TEST_CASE("mixing a batch: cutmix pastes the reversed batch's box, mixup blends,
     CHECK(blend[k] == doctest::Approx(0.25 * images[k] + 0.75 * images[3 * 72 + k]));
 }
 
-TEST_CASE("fine-tuning's weight decay: none on the cls token, biases and norms (timm's rule); AdamW applies the choice") {
+TEST_CASE("fine-tuning's weight decay: none on the cls token, biases and norms (timm rule), and AdamW applies the choice") {
   nn::ViT<kSmall, float> enc(1);
   train::Classifier cls(enc, 4, 2);
   std::map<std::string, bool> decays;

@@ -41,9 +41,9 @@ struct Transform {
   std::optional<ResizeCenterCrop> center_crop;   // evaluation geometry
   double flip_p = 0.0;                           // chance of a horizontal flip
   Normalize normalize;
-  std::optional<RandAugment> rand_augment;       // fine-tuning: timm's RandAugment, or else
-  std::optional<ColorJitter> color_jitter;       //   colour jitter (ignored when RandAugment is set)
-  std::optional<RandomErasing> random_erasing;   // fine-tuning: on the normalised image
+  std::optional<RandAugment> rand_augment{};     // fine-tuning: timm's RandAugment, or else
+  std::optional<ColorJitter> color_jitter{};     //   colour jitter (ignored when RandAugment is set)
+  std::optional<RandomErasing> random_erasing{}; // fine-tuning: on the normalised image
 
   // MAE pretraining: RandomResizedCrop(size, scale (0.2, 1), ratio (3/4, 4/3), bicubic) + flip 0.5.
   static Transform mae_pretrain(int size, Normalize n = Normalize::imagenet()) {
