@@ -15,7 +15,9 @@
 //
 // Determinism: the draws of one image come from a RandomStream the caller keys by (seed, epoch,
 // sample), so an image is augmented the same way whatever the batch, worker or rank count.
+#include <cctype>
 #include <charconv>
+#include <cmath>
 #include <string>
 #include <string_view>
 #include <vector>
