@@ -37,7 +37,9 @@
 #include "vitfreeze/io/plot.hpp"
 #include "vitfreeze/io/png.hpp"
 #include "vitfreeze/io/weights.hpp"
+#include "vitfreeze/data/resize.hpp"
 #include "vitfreeze/mim/localmim.hpp"
+#include "vitfreeze/mim/lomar.hpp"
 #include "vitfreeze/mim/mae.hpp"
 #include "vitfreeze/mim/mae_lite.hpp"
 #include "vitfreeze/mim/micl.hpp"
@@ -103,11 +105,15 @@ struct RecipeChoices {
   double finetune_layer_decay = 0.75, finetune_label_smoothing = 0.1, finetune_mixup_alpha = 0.0;
 
   static RecipeChoices read(const PretrainFlags& flags) {
-    if (flags.objective != "mae-lite") return {};
-    using L = mim::MaeLiteRecipe;
-    return {L::crop_min_scale, L::interpolation,
-            "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation",
-            L::finetune_layer_decay, L::finetune_label_smoothing, L::finetune_mixup_alpha};
+    RecipeChoices r;
+    if (flags.objective == "mae-lite") {
+      using L = mim::MaeLiteRecipe;
+      r = {L::crop_min_scale, L::interpolation,
+           "random-resized-crop 0.08-1 random interpolation, flip 0.5, fashion-mnist normalisation",
+           L::finetune_layer_decay, L::finetune_label_smoothing, L::finetune_mixup_alpha};
+    }
+    if (flags.mixup) r.finetune_mixup_alpha = *flags.mixup;
+    return r;
   }
 };
 
@@ -159,11 +165,16 @@ struct PretrainData {
   data::Dataset train_full, test, train;
   data::Normalize norm = data::Normalize::fashion_mnist();
 
-  // Also checks that the fine-tuning subset holds a batch (before any training happens).
-  static PretrainData load(const PretrainFlags& f, const RunBasics& b) {
+  // Also checks that the fine-tuning subset holds a batch (before any training happens). image: the
+  // side every phase sees (--image 56: the images upsampled once, bicubic, as Pillow).
+  static PretrainData load(const PretrainFlags& f, const RunBasics& b, int image = 28) {
     PretrainData d;
     d.train_full = data::fashion_mnist(b.data_dir, data::Split::train);
     d.test = data::fashion_mnist(b.data_dir, data::Split::test);
+    if (image != d.train_full.height) {
+      d.train_full = data::resized(d.train_full, image);
+      d.test = data::resized(d.test, image);
+    }
     d.train = head_of(d.train_full, f.train_subset);
     const std::int64_t finetune_images = std::min(f.finetune_subset > 0 ? f.finetune_subset : d.train_full.count,
                                                   d.train_full.count);
@@ -249,10 +260,14 @@ struct FreezeSetup {
 // --mask-ratio, whose default leaves MiCL's two views 8 patches each on the 7x7 grid (peers spec §7).
 inline int mask_ratio_per_mille(const PretrainFlags& f) { return int(std::lround(f.resolved_mask_ratio() * 1000)); }
 
-// The trainer's masking: random, with the keep list split into the objective's views (MiCL: 2).
+// The trainer's masking: random, with the keep list split into the objective's views (MiCL: 2);
+// LoMaR's windows.
 template <class Objective>
-mim::RandomRatio masking_for(const PretrainFlags& f) {
-  if constexpr (requires { Objective::views; })
+auto masking_for(const PretrainFlags& f) {
+  if constexpr (requires { requires Objective::family == mim::ObjectiveFamily::lomar; })
+    return mim::WindowRatio{f.window, f.windows, mask_ratio_per_mille(f),
+                            f.window_pairing == "lomar-code" ? mim::WindowPairing::lomar_code : mim::WindowPairing::distinct};
+  else if constexpr (requires { Objective::views; })
     return mim::RandomRatio{mask_ratio_per_mille(f), Objective::views};
   else
     return mim::RandomRatio{mask_ratio_per_mille(f)};
@@ -275,6 +290,14 @@ inline void set_checkpoint_options(const PretrainFlags& f, const RunBasics& b, c
   opt.recipe.set("train_subset", d.train.count);
   opt.recipe.set("data_fingerprint", data_fingerprint(d.train));
   opt.recipe.set("augment", b.recipe.augment_text);
+  // Only where they differ from what every run had before, so older checkpoints still resume.
+  if (f.other_geometry()) opt.recipe.set("image", f.image), opt.recipe.set("patch", f.patch);
+  if (f.objective == "lomar") {
+    opt.recipe.set("window", f.window);
+    opt.recipe.set("windows", f.windows);
+    opt.recipe.set("window_pairing", f.window_pairing);
+  }
+  if (f.teacher) opt.recipe.set("teacher", *f.teacher);
 }
 
 // --resume auto|PATH on either backend's trainer (both have resume() and next_iteration()).
@@ -321,7 +344,11 @@ template <ViTSpec S, class Objective>
 void write_pretrain_figures(const PretrainFlags& f, const RunBasics& b, const PretrainData& d, nn::ViT<S, float>& encoder,
                             Objective& objective, const std::vector<train::EpochReport>& reports) {
   write_loss_plot(b.out, reports);
-  if constexpr (requires { Objective::TargetType::normalized; }) {  // pixel targets only
+  constexpr bool mae_family = requires {  // a decoder over every patch, pixel targets
+    requires Objective::family == mim::ObjectiveFamily::mae || Objective::family == mim::ObjectiveFamily::mae_distill;
+    Objective::TargetType::normalized;
+  };
+  if constexpr (mae_family) {
     write_reconstructions(encoder, objective, d, mask_ratio_per_mille(f), b.out / "reconstructions.png");
     std::cout << "wrote " << (b.out / "reconstructions.png").string() << "\n";
   }
@@ -343,6 +370,63 @@ struct PretrainOutcome {
   }
 };
 
+// The fine-tuning recipe of the flags: MAE's regularisation parts (drop path, mixup/cutmix,
+// RandAugment or colour jitter, random erasing) on top of the crop and flip.
+inline data::Transform finetune_augment(const PretrainFlags& f, int image, const data::Normalize& norm) {
+  data::Transform t{data::RandomResizedCrop{image, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
+                    std::nullopt, 0.5, norm};
+  if (f.rand_augment) t.rand_augment = data::RandAugment::parse(*f.rand_augment);
+  if (f.color_jitter > 0) t.color_jitter = data::ColorJitter::uniform(f.color_jitter);
+  if (f.reprob > 0) t.random_erasing = data::RandomErasing{.probability = f.reprob};
+  return t;
+}
+
+struct FinetuneOutcome {
+  train::Accuracy accuracy;
+  double seconds = 0;
+  std::int64_t images = 0;
+};
+
+// End-to-end fine-tuning of `encoder` on `train_set`, tested on `test_set` (both at its image side).
+template <ViTSpec S>
+FinetuneOutcome finetune_and_test(const PretrainFlags& f, const RunBasics& b, const data::Dataset& train_set,
+                                  const data::Dataset& test_set, nn::ViT<S, float>& encoder, const data::Normalize& norm) {
+  data::Loader ft_loader(train_set, finetune_augment(f, S.image, norm),
+                         {.batch_size = kFinetuneBatch, .last_batch = data::LastBatch::drop, .seed = b.seed + 7});
+  data::Loader test_eval(test_set, data::Transform{std::nullopt, std::nullopt, 0.0, norm},
+                         {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
+  train::Classifier classifier(encoder, 10, b.seed + 3);
+  const auto start = std::chrono::steady_clock::now();
+  train::finetune(classifier, ft_loader,
+                  {.epochs = f.finetune_epochs, .warmup_epochs = std::min(1, f.finetune_epochs - 1), .base_lr = f.finetune_lr,
+                   .layer_decay = b.recipe.finetune_layer_decay, .label_smoothing = b.recipe.finetune_label_smoothing,
+                   .mixup_alpha = b.recipe.finetune_mixup_alpha, .cutmix_alpha = f.cutmix,
+                   .mix_switch_probability = f.mix_switch_prob, .drop_path = f.drop_path, .seed = b.seed});
+  FinetuneOutcome out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.accuracy = train::evaluate_classifier(classifier, test_eval);
+  out.images = train_set.count;
+  return out;
+}
+
+// --finetune-image: the same weights in the same network at the other side (a relative encoder has no
+// parameter that depends on it), fine-tuned and tested on the images resampled to that side.
+template <ViTSpec S>
+FinetuneOutcome finetune_at_other_size(const PretrainFlags& f, const RunBasics& b, const data::Dataset& train_set,
+                                       const data::Dataset& test_set, nn::ViT<S, float>& encoder, const data::Normalize& norm) {
+  if constexpr (S.relative_position() && (S.image == 28 || S.image == 56)) {
+    constexpr ViTSpec other = specs::at_image(S, S.image == 28 ? 56 : 28);
+    nn::ViT<other, float> moved(b.seed);
+    const auto from = encoder.parameters(), to = moved.parameters();
+    for (std::size_t i = 0; i < from.size(); ++i) to[i]->value.copy_from(from[i]->value);
+    std::cout << "fine-tuning at " << other.image << "x" << other.image << " with the weights pretrained at " << S.image
+              << "x" << S.image << " (relative positions: nothing resized)\n";
+    return finetune_and_test(f, b, data::resized(train_set, other.image), data::resized(test_set, other.image), moved, norm);
+  } else {
+    throw ConfigError("--finetune-image: only a relative-position encoder (LoMaR) changes resolution as it is");
+  }
+}
+
 // Export (--export-encoder), linear probe on the frozen encoder, optional fine-tuning, summary.json.
 // `extra` fields go into the summary as well (the GPU's device and precision).
 template <ViTSpec S>
@@ -359,10 +443,13 @@ int evaluate_and_summarise(const PretrainFlags& f, const RunBasics& b, const Pre
   data::Loader train_eval(probe_train, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
   data::Loader test_eval(d.test, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
   const auto t1 = std::chrono::steady_clock::now();
-  auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, train::FeaturePool::mean_patches);
-  auto ftest = train::extract_features(encoder, test_eval, d.test.count, train::FeaturePool::mean_patches);
+  const auto pool = f.probe_pool == "cls" ? train::FeaturePool::cls : train::FeaturePool::mean_patches;
+  auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, pool);
+  auto ftest = train::extract_features(encoder, test_eval, d.test.count, pool);
   auto probe = train::train_linear_probe(std::move(ftrain), std::move(ftest),
-                                         {.epochs = f.probe_epochs, .seed = b.seed});
+                                         {.epochs = f.probe_epochs, .batch = f.probe_batch, .seed = b.seed,
+                                          .method = f.probe == "mae" ? train::ProbeMethod::mae : train::ProbeMethod::adamw,
+                                          .blr = f.probe_blr, .warmup_epochs = f.probe_warmup});
   const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
   std::cout << "pretraining time " << pre.seconds << " s; linear probe " << probe_s << " s\n"
@@ -371,24 +458,14 @@ int evaluate_and_summarise(const PretrainFlags& f, const RunBasics& b, const Pre
 
   // Optional end-to-end fine-tuning of the (pretrained) encoder.
   const int ft_epochs = f.finetune_epochs;
-  train::Accuracy ft_acc;
-  double ft_s = 0;
+  FinetuneOutcome ft;
   if (ft_epochs > 0) {
-    auto ft_train = head_of(d.train_full, f.finetune_subset);
-    data::Transform ft_augment{data::RandomResizedCrop{S.image, 0.5, 1.0, 3.0 / 4.0, 4.0 / 3.0, data::Interpolation::bicubic},
-                               std::nullopt, 0.5, d.norm};
-    data::Loader ft_loader(ft_train, ft_augment,
-                           {.batch_size = kFinetuneBatch, .last_batch = data::LastBatch::drop, .seed = b.seed + 7});
-    train::Classifier classifier(encoder, 10, b.seed + 3);
-    const auto t2 = std::chrono::steady_clock::now();
-    train::finetune(classifier, ft_loader,
-                    {.epochs = ft_epochs, .warmup_epochs = std::min(1, ft_epochs - 1), .base_lr = f.finetune_lr,
-                     .layer_decay = b.recipe.finetune_layer_decay, .label_smoothing = b.recipe.finetune_label_smoothing,
-                     .mixup_alpha = b.recipe.finetune_mixup_alpha, .seed = b.seed});
-    ft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
-    ft_acc = train::evaluate_classifier(classifier, test_eval);
-    std::cout << "fine-tune (" << ft_epochs << " epochs on " << ft_train.count << " images, " << ft_s
-              << " s): test top-1 " << 100 * ft_acc.top1 << " %, top-5 " << 100 * ft_acc.top5 << " %\n";
+    const auto ft_train = head_of(d.train_full, f.finetune_subset);
+    ft = f.resolved_finetune_image() == S.image ? finetune_and_test(f, b, ft_train, d.test, encoder, d.norm)
+                                                : finetune_at_other_size(f, b, ft_train, d.test, encoder, d.norm);
+    std::cout << "fine-tune (" << ft_epochs << " epochs on " << ft.images << " images at " << f.resolved_finetune_image()
+              << "x" << f.resolved_finetune_image() << ", " << ft.seconds << " s): test top-1 " << 100 * ft.accuracy.top1
+              << " %, top-5 " << 100 * ft.accuracy.top5 << " %\n";
   }
 
   io::Json summary = io::Json::object();
@@ -404,10 +481,14 @@ int evaluate_and_summarise(const PretrainFlags& f, const RunBasics& b, const Pre
   summary["probe_seconds"] = probe_s;
   summary["semantics"] = f.semantics;
   summary["finetune_epochs"] = ft_epochs;
+  summary["image"] = S.image;
+  summary["patch"] = S.patch;
+  summary["probe"] = f.probe;
   if (ft_epochs > 0) {
-    summary["finetune_test_top1"] = ft_acc.top1;
-    summary["finetune_test_top5"] = ft_acc.top5;
-    summary["finetune_seconds"] = ft_s;
+    summary["finetune_test_top1"] = ft.accuracy.top1;
+    summary["finetune_test_top5"] = ft.accuracy.top5;
+    summary["finetune_seconds"] = ft.seconds;
+    summary["finetune_image"] = f.resolved_finetune_image();
   }
   io::Json per_epoch = io::Json::array();
   for (auto& r : pre.reports) {

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-#include "pretrain_common.hpp"
+#include "cpu_models.hpp"
 #include "vitfreeze/core/parallel.hpp"
 #ifdef VITFREEZE_WITH_MPI
 #include "vitfreeze/dist/mpi.hpp"
@@ -37,7 +37,7 @@ template <vf::ViTSpec S, class Objective>
 int run(const ex::PretrainFlags& flags, vf::dist::Communicator* group) {
   const int rank = group ? group->rank() : 0, ranks = group ? group->world() : 1;
   const auto b = ex::RunBasics::read(flags, ranks, rank == 0);
-  const auto d = ex::PretrainData::load(flags, b);
+  const auto d = ex::PretrainData::load(flags, b, S.image);
   auto loader = ex::pretrain_loader<S>(d, b, rank, ranks);
 
   vf::nn::ViT<S, float> encoder(b.seed);
@@ -55,6 +55,12 @@ int run(const ex::PretrainFlags& flags, vf::dist::Communicator* group) {
     opt.max_skipped_steps = flags.max_skipped_steps;
     opt.dump_step = flags.dump_step.value_or("");
     Objective objective(b.seed + 1);
+    if constexpr (requires { objective.teacher; }) {  // MAE-lite's distillation: the frozen teacher's weights
+      vf::io::import_encoder(objective.teacher, *flags.teacher);
+      if (rank == 0)
+        std::cout << "distilling the last-block attention of " << *flags.teacher << " (ViT " << Objective::teacher_spec.dim
+                  << "x" << Objective::teacher_spec.depth << ", " << Objective::teacher_spec.heads << " heads), frozen\n";
+    }
     vf::optim::AdamW<float> adam({.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.05});
     vf::train::Pretrainer trainer(encoder, objective, ex::masking_for<Objective>(flags), controller,
                                   adam, opt);
@@ -94,14 +100,15 @@ int main(int argc, char** argv) {
     const auto flags = ex::parse_pretrain_flags(
         argc, argv, ex::Backend::cpu,
         std::string(kProgram) + ": self-supervised pretraining of a ViT (LocalMIM, MAE, MAE-lite or MiCL) with "
-                                "progressive layer freezing, then a linear probe and an optional fine-tune.",
+                                "progressive layer freezing, then a linear probe and an optional fine-tune (LoMaR and MAE-lite's "
+                                "distillation as well).",
         &help);
     if (!flags) {
       std::cout << help;
       return 0;
     }
     if (flags->threads) vf::cpu::set_thread_count(*flags->threads);
-    return ex::with_model(*flags, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(*flags, group); });
+    return ex::with_cpu_model(*flags, [&]<vf::ViTSpec S, class Objective>() { return run<S, Objective>(*flags, group); });
   } catch (const std::exception& e) {
     std::cerr << kProgram << ": " << e.what() << "\n";
 #ifdef VITFREEZE_WITH_MPI

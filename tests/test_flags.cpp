@@ -134,3 +134,42 @@ TEST_CASE("flags: --help returns the text instead of flags") {
   CHECK_FALSE(parse_schedule_flags(a.argc(), a.argv(), &help));
   CHECK(help.find("--iters-per-epoch") != std::string::npos);
 }
+
+TEST_CASE("flags of issue 15: LoMaR's windows, geometries, the teacher, fine-tuning recipe parts, and what the GPU refuses") {
+  const PretrainFlags lomar = pretrain({"--objective", "lomar", "--patch", "2"});
+  CHECK(lomar.resolved_mask_ratio() == 0.8);
+  CHECK(lomar.window == 7);
+  CHECK(lomar.window_pairing == "distinct");
+  // 4 windows of 7 need 10 patches a side: the 7x7 grid of patch 4 refuses, naming what fits.
+  CHECK_THROWS_WITH_AS(pretrain({"--objective", "lomar"}), doctest::Contains("try --patch 2, or --window 4"), ConfigError);
+  CHECK(pretrain({"--objective", "lomar", "--window", "4"}).window == 4);
+  CHECK(pretrain({"--objective", "lomar", "--patch", "2", "--window-pairing", "lomar-code"}).window_pairing == "lomar-code");
+  CHECK_THROWS_AS(pretrain({"--objective", "lomar", "--patch", "3"}), ConfigError);
+  CHECK_THROWS_AS(pretrain({"--objective", "micl", "--image", "56"}), ConfigError);  // MAE and LoMaR only
+  CHECK(pretrain({"--objective", "mae", "--image", "56", "--patch", "2"}).other_geometry());
+  CHECK_THROWS_AS(pretrain({"--objective", "mae", "--image", "40"}), ConfigError);
+  // --finetune-image: only a relative encoder moves to another size as it is.
+  CHECK(pretrain({"--objective", "lomar", "--patch", "2", "--finetune-image", "56"}).resolved_finetune_image() == 56);
+  CHECK_THROWS_WITH_AS(pretrain({"--objective", "mae", "--finetune-image", "56"}), doctest::Contains("LoMaR"), ConfigError);
+  // The teacher distils into MAE-lite; ViT-S is built for MAE (the teacher's pretraining).
+  CHECK(*pretrain({"--objective", "mae-lite", "--teacher", "t.safetensors"}).teacher == "t.safetensors");
+  CHECK_THROWS_AS(pretrain({"--objective", "mae", "--teacher", "t.safetensors"}), ConfigError);
+  CHECK_THROWS_AS(pretrain({"--objective", "localmim", "--model", "small"}), ConfigError);
+  // Fine-tuning parts and the probe.
+  const PretrainFlags ft = pretrain({"--drop-path", "0.1", "--mixup", "0.8", "--cutmix", "1.0", "--rand-augment",
+                                     "rand-m9-mstd0.5-inc1", "--reprob", "0.25", "--probe", "mae", "--probe-pool", "cls"});
+  CHECK(ft.drop_path == 0.1);
+  CHECK(*ft.mixup == 0.8);
+  CHECK(ft.cutmix == 1.0);
+  CHECK(ft.probe == "mae");
+  CHECK_THROWS_AS(pretrain({"--drop-path", "1"}), ConfigError);
+  CHECK_THROWS_AS(pretrain({"--probe", "svm"}), ConfigError);
+  // What the GPU build has not run.
+  for (auto args : {std::initializer_list<std::string>{"--objective", "lomar", "--patch", "2"},
+                    std::initializer_list<std::string>{"--objective", "mae-lite", "--teacher", "t"},
+                    std::initializer_list<std::string>{"--objective", "mae", "--image", "56"}}) {
+    const Argv a(args);
+    CHECK_THROWS_WITH_AS(parse_pretrain_flags(a.argc(), a.argv(), Backend::gpu, "test"), doctest::Contains("not available on the GPU"),
+                         ConfigError);
+  }
+}

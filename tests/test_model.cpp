@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 
+#include "explicit_check.hpp"
 #include "vitfreeze/backend/cpu/backend.hpp"
 #include "vitfreeze/mim/localmim.hpp"
 #include "vitfreeze/mim/mae.hpp"
@@ -66,36 +67,6 @@ using Taps = mim::taps<mim::TapSpec{0, 4, 1}, mim::TapSpec{1, 2, 1}, mim::TapSpe
 template <class T, class Target = mim::Hog<9>>
 using HostLocalMim = mim::LocalMim<kSpec, Taps, kDecoder, Target, T>;
 
-template <class T>
-std::map<std::string, Tensor<T>> take_gradients(const nn::ParameterList<T>& ps) {
-  std::map<std::string, Tensor<T>> out;
-  for (auto* p : ps) {
-    if (!p->grad.empty()) out[p->name] = p->grad.clone();
-    p->zero_grad();
-  }
-  return out;
-}
-
-// max |a - b| / max |a| over each tensor, and every name present in both.
-template <class T>
-double worst_relative_difference(const std::map<std::string, Tensor<T>>& a, const std::map<std::string, Tensor<T>>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (const auto& [name, x] : a) {
-    REQUIRE_MESSAGE(b.count(name), name);
-    const Tensor<T>& y = b.at(name);
-    double scale = 0, diff = 0;
-    for (std::int64_t i = 0; i < x.numel(); ++i) {
-      scale = std::max(scale, std::abs(double(x[i])));
-      diff = std::max(diff, std::abs(double(x[i]) - double(y[i])));
-    }
-    const double rel = diff / std::max(scale, 1e-30);
-    if (rel > worst) INFO(name << " " << rel);
-    worst = std::max(worst, rel);
-  }
-  return worst;
-}
-
 enum class Freezing { none, truncate_two_units, vitfreeze_two_units };
 
 template <class T>
@@ -110,30 +81,7 @@ void freeze_like_the_trainer(nn::ViT<kSpec, T>& encoder, Freezing f) {
   for (auto* p : ps) p->freeze();
 }
 
-// One step of `objective` on the tape and of its explicit model on the CPU backend, from the same
-// host modules, images and masks: the loss and every parameter gradient must agree.
-template <class Explicit, class T, class Objective>
-double check_against_tape(nn::ViT<kSpec, T>& encoder, Objective& objective, const Tensor<T>& images,
-                          const mim::MaskSet& masks, double tolerance) {
-  nn::ParameterList<T> params = encoder.parameters();
-  objective.collect_parameters(params);
-
-  Tape<T> tape;
-  auto out = objective.forward(tape, encoder, images, masks);
-  const double tape_loss = double(tape.value(out.loss)[0]);
-  tape.backward(out.loss);
-  const auto tape_grads = take_gradients(params);
-
-  cpu::CpuContext ctx;
-  Explicit explicit_model(ctx, encoder, objective);
-  double loss[2] = {0, 0};
-  explicit_model.forward_backward(ctx, images, explicit_model.upload_masks(ctx, masks), loss);
-  const auto model_grads = take_gradients(params);
-
-  CHECK(std::abs(loss[0] - tape_loss) <= tolerance * std::abs(tape_loss));
-  CHECK(worst_relative_difference(tape_grads, model_grads) <= tolerance);
-  return loss[1];
-}
+using testing::check_against_tape;
 
 template <class T, class Policy, class Target = mim::NormalizedPixels>
 void check_mae_against_tape(Freezing freezing, double tolerance) {

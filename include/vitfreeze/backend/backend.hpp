@@ -8,6 +8,14 @@
 //               add_broadcast_in_place, gelu_forward/backward, add_column_sums
 //   norms       layernorm_forward, residual_layernorm_forward, layernorm_backward
 //   attention   attention_forward/backward over the fused qkv buffer (AttentionSaved<P> per backend)
+// Optional kernels (a model that needs one does not compile, or refuses at run time, without it):
+//   relative    attention_forward/backward taking a last argument `const RelativeKeyBias<T>*`
+//               (backend/attention_shape.hpp: LoMaR's iRPE, q_i . table[:, bucket_ij] added to the
+//               logits, dtable accumulated in the backward), defaulted to null; model::Block asks
+//               for it only when its attention is relative and throws ConfigError where it is missing
+//   logits      attention_logits_forward(ctx, qkv, logits, shape) -> [B, H, T, T] = q k^T / sqrt(d_h)
+//               and attention_logits_backward(ctx, dlogits, qkv, dqkv, shape) accumulating into
+//               dqkv's q and k parts (MAE-lite's attention distillation, model/mae_distill.hpp)
 //   tokens      patchify, gather_tokens_forward/backward, assemble_encoder_tokens,
 //               split_encoder_token_grads, unshuffle_forward/backward
 //   maps        pixel_shuffle_2x2_forward/backward, fold_kernel_position_sums, avg_pool_2x2_forward/backward

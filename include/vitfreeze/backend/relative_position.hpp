@@ -6,6 +6,7 @@
 // gets the extra bucket 49: 50 buckets, whatever the grid size, so a model moves between
 // resolutions with no interpolation. The attention logit gains q_i . W[:, bucket(i, j)], W [d_h, 50]
 // per layer (not scaled by 1/sqrt(d_h)).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -42,6 +43,19 @@ inline std::vector<std::int32_t> relative_position_buckets(int side, int leading
           (relative_position_axis_bucket(ri - rj) + 3) * 7 + (relative_position_axis_bucket(ci - cj) + 3);
     }
   return bucket;
+}
+
+// The buckets of a sequence of `tokens` as iRPE lays it out: a square grid of side floor(sqrt(tokens))
+// in raster order after 0 or 1 leading (cls) tokens (a 7x7 window + cls: 50; a 14x14 image + cls: 197).
+inline std::vector<std::int32_t> relative_position_buckets_for_tokens(int tokens) {
+  int side = int(std::sqrt(double(tokens)));
+  while ((side + 1) * (side + 1) <= tokens) ++side;  // exact integer square root
+  while (side * side > tokens) --side;
+  const int leading = tokens - side * side;
+  if (side < 1 || leading > 1)
+    throw ConfigError("relative position: " + std::to_string(tokens) +
+                      " tokens are not a square grid with at most one leading cls token");
+  return relative_position_buckets(side, leading);
 }
 
 }  // namespace vitfreeze

@@ -35,6 +35,10 @@ enum class RngPurpose : std::uint32_t {
   flip = 5,
   window = 6,
   mixup = 7,
+  drop_path = 8,
+  rand_augment = 9,
+  color_jitter = 10,
+  random_erasing = 11,
   test = 99,
 };
 

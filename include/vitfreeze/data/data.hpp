@@ -9,5 +9,6 @@
 #include "vitfreeze/data/loader.hpp"
 #include "vitfreeze/data/normalize.hpp"
 #include "vitfreeze/data/resample.hpp"
+#include "vitfreeze/data/resize.hpp"
 #include "vitfreeze/data/stb_image.hpp"
 #include "vitfreeze/data/transform.hpp"

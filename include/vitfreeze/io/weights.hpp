@@ -14,7 +14,9 @@
 // is untouched. Tensors the model does not have (a classifier head, fc_norm, an MAE decoder when
 // only the encoder is imported) are reported in ImportReport::unused and otherwise ignored. The
 // position tables must equal our fixed sin-cos tables (a learned pos_embed cannot be represented):
-// checked to 1e-5 unless ImportOptions::check_position_tables is off.
+// checked to 1e-5 unless ImportOptions::check_position_tables is off. A relative encoder (LoMaR) has
+// no position table and its iRPE tables have the same shape at any resolution, so its weights load
+// into the same network at another image size.
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -51,6 +53,9 @@ inline Json spec_json(const ViTSpec& s) {
   j.set("depth", s.depth);
   j.set("heads", s.heads);
   j.set("mlp_ratio", s.mlp_ratio);
+  // Only where it is not the default, so the architecture of every absolute spec (and every
+  // checkpoint written before relative specs existed) reads exactly as before.
+  if (s.relative_position()) j.set("position", "relative");
   return j;
 }
 
@@ -67,7 +72,8 @@ concept HasMaeDecoder = requires(Objective& o) { o.decoder.mask_token.value.dim(
 template <class Encoder, class Objective, CpuScalar T>
 std::vector<PositionTable<T>> position_tables(Encoder& encoder, Objective* objective) {
   constexpr ViTSpec S = Encoder::spec;
-  std::vector<PositionTable<T>> out{{"pos_embed", encoder.pos_embed()}};
+  std::vector<PositionTable<T>> out;
+  if constexpr (!S.relative_position()) out.push_back({"pos_embed", encoder.pos_embed()});  // none to carry
   if constexpr (HasMaeDecoder<Objective>)
     if (objective)
       out.push_back({"decoder_pos_embed", nn::sincos_pos_embed_2d<T>(objective->decoder.mask_token.value.dim(2),

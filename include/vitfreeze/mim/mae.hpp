@@ -39,7 +39,11 @@ class Mae {
   };
 
   Output forward(Tape<T>& tape, Encoder& encoder, const Tensor<T>& images, const MaskSet& masks) {
-    auto latent = encoder.forward(tape, images, &masks.ids_keep).tokens;
+    return decode(tape, encoder.forward(tape, images, &masks.ids_keep).tokens, images, masks);
+  }
+
+  // The decoder and the loss on the encoder's latent [B, 1 + K, D].
+  Output decode(Tape<T>& tape, Var<T> latent, const Tensor<T>& images, const MaskSet& masks) {
     Var<T> pred = decoder(tape, latent, masks.ids_restore);
     Tensor<T> target = target_values<Target>(images, S.patch);
     Var<T> loss = ops::masked_mse(tape, pred, target, masks.template mask_as<T>());

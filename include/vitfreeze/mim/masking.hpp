@@ -3,7 +3,8 @@
 //
 //   Random<RatioPerMille>      MAE: per-sample argsort of uniform noise, keep the first K.
 //   Block<RatioPerMille>       BEiT-style block-wise masking with an exact masked count.
-//   Window<K, M, RatioPerMille, Pairing>   LoMaR: M windows of K x K patches, masking inside each.
+//   Window<K, M, RatioPerMille, Pairing>   LoMaR: M windows of K x K patches, masking inside each
+//                              (WindowRatio: the same with its numbers chosen at run time).
 //   SplitView<RatioPerMille>   MiCL: MAE-style keep list (even length) split into two disjoint views.
 //
 // Ratios are integers per mille (Random<750> = 75 %): floating-point template arguments need
@@ -303,6 +304,59 @@ struct Block {
 //               window n mod M, M times with different masks (spec §2.4 "batch layout quirk").
 enum class WindowPairing { distinct, lomar_code };
 
+namespace detail {
+
+inline bool windows_fit(int K, int M, int grid_h, int grid_w) {
+  return K <= grid_h && K <= grid_w && M <= grid_h - K + 1 && M <= grid_w - K + 1;
+}
+
+// The windows of Window<K, M, r, pairing> with its numbers given at run time.
+inline MaskSet window_masks(int K, int M, int per_mille, WindowPairing pairing, int batch, int grid_h, int grid_w,
+                            std::uint64_t seed, std::uint64_t step, std::uint32_t first_sample) {
+  if (K < 1 || M < 1 || per_mille < 0 || per_mille > 1000)
+    throw ConfigError("Window masking: need a window side and count >= 1 and a ratio in [0, 1]");
+  if (!windows_fit(K, M, grid_h, grid_w))
+    throw ConfigError("Window masking: " + std::to_string(M) + " windows of " + std::to_string(K) + "x" +
+                      std::to_string(K) + " need distinct tops and lefts on a " + std::to_string(grid_h) + "x" +
+                      std::to_string(grid_w) + " grid");
+  check_sample_keys((std::int64_t(first_sample) + batch) * M, "window masking");
+  const int S = batch * M, cells = K * K;
+  MaskSet m = allocate_mask_set(batch, S, cells, cells - masked_count(cells, per_mille), 1);
+  m.window_origin = Tensor<std::int32_t>(Shape{M, 2});
+  m.source_image = Tensor<std::int32_t>(Shape{S});
+  m.source_patch = Tensor<std::int32_t>(Shape{S, cells});
+
+  // Windows: one stream per step (not per sample), so all images and ranks share them.
+  RandomStream wrng(seed, RngPurpose::window, step, 0);
+  std::vector<std::int32_t> perm;
+  for (int axis = 0; axis < 2; ++axis) {
+    const int positions = (axis == 0 ? grid_h : grid_w) - K + 1;
+    perm.resize(positions);
+    for (int i = 0; i < positions; ++i) perm[i] = i;
+    for (int i = positions - 1; i > 0; --i) std::swap(perm[i], perm[wrng.below(std::uint32_t(i + 1))]);
+    for (int w = 0; w < M; ++w) m.window_origin.at(w, axis) = perm[w];
+  }
+
+  std::vector<std::uint64_t> keys(std::size_t(S) * cells);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t s = 0; s < S; ++s) {
+    const std::int64_t image = s % batch, occurrence = s / batch;
+    const std::int64_t w = pairing == WindowPairing::distinct ? occurrence : s % M;
+    m.source_image[s] = static_cast<std::int32_t>(image);
+    const std::int32_t top = m.window_origin.at(w, 0), left = m.window_origin.at(w, 1);
+    for (int a = 0; a < K; ++a)
+      for (int c = 0; c < K; ++c) m.source_patch[s * cells + a * K + c] = (top + a) * grid_w + left + c;
+    // Keyed by (global image, occurrence): with distinct pairing independent of the rank split.
+    const auto key = std::uint32_t((first_sample + image) * M + occurrence);
+    argsort_noise(RandomStream(seed, RngPurpose::mask, step, key), cells, keys.data() + s * cells,
+                  m.ids_shuffle.data() + s * cells);
+    complete_row(m, s);
+  }
+  return m;
+}
+
+}  // namespace detail
+
 // M windows of K x K patches per step, shared by every image of the batch: tops = the first M of a
 // random permutation of {0..h-K}, lefts = the first M of an independent permutation of {0..w-K}
 // (so tops are pairwise distinct, lefts too; windows may overlap). Inside each sequence
@@ -312,6 +366,7 @@ template <int K, int M, int RatioPerMille, WindowPairing Pairing = WindowPairing
 struct Window {
   static_assert(K >= 1 && M >= 1, "Window: window side and count must be >= 1");
   static_assert(RatioPerMille >= 0 && RatioPerMille <= 1000, "Window: ratio is per mille, in [0, 1000]");
+  static constexpr const char* name = "window";
   static constexpr int window = K;
   static constexpr int windows = M;
   static constexpr int ratio_per_mille = RatioPerMille;
@@ -319,54 +374,30 @@ struct Window {
   static constexpr int cells = K * K;
 
   static constexpr int kept(int /*grid_h*/, int /*grid_w*/) { return cells - masked_count(cells, RatioPerMille); }
-  static constexpr bool fits(int grid_h, int grid_w) {
-    return K <= grid_h && K <= grid_w && M <= grid_h - K + 1 && M <= grid_w - K + 1;
-  }
+  static constexpr bool fits(int grid_h, int grid_w) { return detail::windows_fit(K, M, grid_h, grid_w); }
 
   static MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
                       std::uint32_t first_sample = 0) {
-    if (!fits(grid_h, grid_w))
-      throw ConfigError("Window masking: " + std::to_string(M) + " windows of " + std::to_string(K) + "x" +
-                        std::to_string(K) + " need distinct tops and lefts on a " + std::to_string(grid_h) + "x" +
-                        std::to_string(grid_w) + " grid");
-    detail::check_sample_keys((std::int64_t(first_sample) + batch) * M, "window masking");
-    const int S = batch * M;
-    MaskSet m = detail::allocate_mask_set(batch, S, cells, kept(grid_h, grid_w), 1);
-    m.window_origin = Tensor<std::int32_t>(Shape{M, 2});
-    m.source_image = Tensor<std::int32_t>(Shape{S});
-    m.source_patch = Tensor<std::int32_t>(Shape{S, cells});
+    return detail::window_masks(K, M, RatioPerMille, Pairing, batch, grid_h, grid_w, seed, step, first_sample);
+  }
+};
 
-    // Windows: one stream per step (not per sample), so all images and ranks share them.
-    RandomStream wrng(seed, RngPurpose::window, step, 0);
-    std::vector<std::int32_t> perm;
-    for (int axis = 0; axis < 2; ++axis) {
-      const int positions = (axis == 0 ? grid_h : grid_w) - K + 1;
-      perm.resize(positions);
-      for (int i = 0; i < positions; ++i) perm[i] = i;
-      for (int i = positions - 1; i > 0; --i) std::swap(perm[i], perm[wrng.below(std::uint32_t(i + 1))]);
-      for (int w = 0; w < M; ++w) m.window_origin.at(w, axis) = perm[w];
-    }
+// Window masking with its numbers chosen at run time (command-line tools); same draws as
+// Window<window, windows, ratio_per_mille, pairing>.
+struct WindowRatio {
+  static constexpr const char* name = "window";
+  int window = 7, windows = 4, ratio_per_mille = 800;
+  WindowPairing pairing = WindowPairing::distinct;
 
-    std::vector<std::uint64_t> keys(std::size_t(S) * cells);
-#pragma omp parallel for schedule(static)
-    for (std::int64_t s = 0; s < S; ++s) {
-      const std::int64_t image = s % batch, occurrence = s / batch;
-      const std::int64_t w = Pairing == WindowPairing::distinct ? occurrence : s % M;
-      m.source_image[s] = static_cast<std::int32_t>(image);
-      const std::int32_t top = m.window_origin.at(w, 0), left = m.window_origin.at(w, 1);
-      for (int a = 0; a < K; ++a)
-        for (int c = 0; c < K; ++c) m.source_patch[s * cells + a * K + c] = (top + a) * grid_w + left + c;
-      // Keyed by (global image, occurrence): with distinct pairing independent of the rank split.
-      const auto key = std::uint32_t((first_sample + image) * M + occurrence);
-      detail::argsort_noise(RandomStream(seed, RngPurpose::mask, step, key), cells, keys.data() + s * cells,
-                            m.ids_shuffle.data() + s * cells);
-      detail::complete_row(m, s);
-    }
-    return m;
+  int kept(int /*grid_h*/, int /*grid_w*/) const { return window * window - masked_count(window * window, ratio_per_mille); }
+  bool fits(int grid_h, int grid_w) const { return detail::windows_fit(window, windows, grid_h, grid_w); }
+  MaskSet make(int batch, int grid_h, int grid_w, std::uint64_t seed, std::uint64_t step,
+               std::uint32_t first_sample = 0) const {
+    return detail::window_masks(window, windows, ratio_per_mille, pairing, batch, grid_h, grid_w, seed, step, first_sample);
   }
 };
 
 static_assert(MaskingPolicy<Random<750>> && MaskingPolicy<Block<750>> && MaskingPolicy<SplitView<900>> &&
-              MaskingPolicy<Window<7, 4, 800>> && MaskingPolicy<RandomRatio>);
+              MaskingPolicy<Window<7, 4, 800>> && MaskingPolicy<RandomRatio> && MaskingPolicy<WindowRatio>);
 
 }  // namespace vitfreeze::mim

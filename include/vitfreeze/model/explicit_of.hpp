@@ -3,7 +3,9 @@
 // precision P: what a trainer runs each step. This is where a user first pairs an objective with a
 // backend and a precision policy, so the checks that name what is wrong with either live here.
 #include "vitfreeze/model/localmim.hpp"
+#include "vitfreeze/model/lomar.hpp"
 #include "vitfreeze/model/mae.hpp"
+#include "vitfreeze/model/mae_distill.hpp"
 #include "vitfreeze/model/micl.hpp"
 
 namespace vitfreeze::model {
@@ -22,6 +24,14 @@ struct ExplicitOfFamily<Host, mim::ObjectiveFamily::localmim, B, P> {
 template <class Host, class B, class P>
 struct ExplicitOfFamily<Host, mim::ObjectiveFamily::micl, B, P> {
   using type = Micl<B, P>;
+};
+template <class Host, class B, class P>
+struct ExplicitOfFamily<Host, mim::ObjectiveFamily::lomar, B, P> {
+  using type = Lomar<B, P, typename Host::TargetType>;
+};
+template <class Host, class B, class P>
+struct ExplicitOfFamily<Host, mim::ObjectiveFamily::mae_distill, B, P> {
+  using type = MaeDistill<B, P>;
 };
 
 template <bool Runs, class Host, class B, class P>

@@ -90,12 +90,7 @@ class LocalMim {
     for (std::size_t k = 0; k < taps.size(); ++k) {
       double sum = 0;
       const Tensor<M> weight = tap_weight(k, m, &sum);
-      if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
-        d.tap_weight.push_back(weight);
-      } else {
-        d.tap_weight.push_back(B::template empty<M>(ctx, weight.shape()));
-        B::copy_from_host(ctx, weight, d.tap_weight.back());
-      }
+      assign_from_host<B>(ctx, d.tap_weight.emplace_back(), weight);
       d.tap_weight_sum.push_back(sum);
     }
     return d;
@@ -112,10 +107,7 @@ class LocalMim {
       if (sum != into.tap_weight_sum[k])
         throw ShapeError("model::LocalMim::assign_masks: tap " + std::to_string(k) + "'s loss weights sum to " +
                          std::to_string(sum) + ", these buffers' to " + std::to_string(into.tap_weight_sum[k]));
-      if constexpr (std::is_same_v<typename B::Space, HostMemory>)
-        into.tap_weight[k] = weight;
-      else
-        B::copy_from_host(ctx, weight, into.tap_weight[k]);
+      assign_from_host<B>(ctx, into.tap_weight[k], weight);
     }
   }
 

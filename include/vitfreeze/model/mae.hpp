@@ -57,27 +57,46 @@ class Mae {
     into.assign(ctx, m);
   }
 
+  // What the backward reads.
+  struct Step {
+    typename Encoder<B, P>::Saved encoder;
+    typename MaeDecoder<B, P>::Saved decoder;
+    Array prediction, target;  // [B (1 + L), values]
+  };
+
   // images [B, C, H, W] (master type). Gradients accumulate into the trained parameters, scaled by
   // loss_scale (null, or a scalar in this backend's memory: the fp16 loss scale) and by `weight`.
   void forward_backward(Context& ctx, const ArrayOf<B, M>& images, const MaskBuffers& m, double* loss,
                         const float* loss_scale = nullptr, double weight = 1.0) const {
+    Step step;
+    forward(ctx, images, m, loss, step);
+    backward(ctx, m, step, loss_scale, weight);
+  }
+
+  // The loss into `loss`; what the backward reads into `step` (the encoder's last block is kept there,
+  // qkv included: a loss on its attention can join, see backward).
+  void forward(Context& ctx, const ArrayOf<B, M>& images, const MaskBuffers& m, double* loss, Step& step) const {
     const std::int64_t Bn = m.batch, L = m.patches, rows = Bn * (L + 1);
     mim::TargetGeometry g = geometry_;
     g.batch = Bn;
     const std::int64_t values = Target::values(int(g.channels), g.cell);
-    typename Encoder<B, P>::Saved encoder_saved;
-    Array latent = encoder.forward(ctx, as_activation<B, P>(ctx, images), m.ids_keep.data(), Bn, m.keep, 1, &encoder_saved);
-    typename MaeDecoder<B, P>::Saved decoder_saved;
-    Array prediction = decoder.forward(ctx, latent, m, decoder_saved);
-    Array target = B::template empty<T>(ctx, Shape{rows, values});
-    T* target_rows = target.data();
+    Array latent = encoder.forward(ctx, as_activation<B, P>(ctx, images), m.ids_keep.data(), Bn, m.keep, 1, &step.encoder);
+    step.prediction = decoder.forward(ctx, latent, m, step.decoder);
+    step.target = B::template empty<T>(ctx, Shape{rows, values});
+    T* target_rows = step.target.data();
     compute_targets<B, Target>(ctx, images, std::span<const mim::TargetGeometry>(&g, 1), std::span<T* const>(&target_rows, 1));
-    B::masked_mse_forward(ctx, prediction.data(), target.data(), m.loss_weight.data(), rows, values, loss);
+    B::masked_mse_forward(ctx, step.prediction.data(), step.target.data(), m.loss_weight.data(), rows, values, loss);
+  }
+
+  // last_block_dqkv (null: none): the gradient of the encoder's last-block qkv from another loss term.
+  void backward(Context& ctx, const MaskBuffers& m, const Step& step, const float* loss_scale, double weight,
+                const T* last_block_dqkv = nullptr) const {
+    const std::int64_t rows = m.batch * (m.patches + 1), values = step.target.shape().cols();
     Array dprediction = B::template zeros<T>(ctx, Shape{rows, values});
-    B::masked_mse_backward(ctx, weight, prediction.data(), target.data(), m.loss_weight.data(), m.weight_sum,
+    B::masked_mse_backward(ctx, weight, step.prediction.data(), step.target.data(), m.loss_weight.data(), m.weight_sum,
                            dprediction.data(), rows, values, 0, loss_scale);
-    Array dlatent = decoder.backward(ctx, decoder_saved, m, dprediction.data());
-    encoder.backward(ctx, encoder_saved, dlatent);
+    Array dlatent = decoder.backward(ctx, step.decoder, m, dprediction.data());
+    encoder.backward(ctx, step.encoder, dlatent, last_block_dqkv);
   }
 
   // The encoder's, then the decoder's (the host models' order).

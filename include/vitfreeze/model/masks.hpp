@@ -43,20 +43,9 @@ struct Masks {
       throw ShapeError("model::Masks::assign: new masks differ in shape or removed count from these buffers");
     batch = m.batch, patches = m.patches, keep = m.keep, views = m.views;
     weight_sum = removed;
-    into(ctx, ids_keep, m.ids_keep);
-    into(ctx, ids_restore, m.ids_restore);
-    into(ctx, loss_weight, weight);
-  }
-
- private:
-  template <class E>
-  static void into(typename B::Context& ctx, ArrayOf<B, E>& dst, const Tensor<E>& src) {
-    if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
-      dst = src;  // read in place
-    } else {
-      if (dst.empty()) dst = B::template empty<E>(ctx, src.shape());
-      B::copy_from_host(ctx, src, dst);
-    }
+    assign_from_host<B>(ctx, ids_keep, m.ids_keep);
+    assign_from_host<B>(ctx, ids_restore, m.ids_restore);
+    assign_from_host<B>(ctx, loss_weight, weight);
   }
 };
 

@@ -36,13 +36,7 @@ class Micl {
     if (m.views != views || m.images != m.batch)
       throw ConfigError("model::Micl: needs masks with 2 views per image (SplitView), one sequence per image");
     MaskBuffers d{Masks<B, M>::upload(ctx, m), {}};
-    Tensor<std::int32_t> zeros(Shape{std::int64_t(m.batch) * views});
-    if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
-      d.cls_index = zeros;
-    } else {
-      d.cls_index = B::template empty<std::int32_t>(ctx, zeros.shape());
-      B::copy_from_host(ctx, zeros, d.cls_index);
-    }
+    assign_from_host<B>(ctx, d.cls_index, Tensor<std::int32_t>(Shape{std::int64_t(m.batch) * views}));
     return d;
   }
   // New masks into buffers from upload_masks, at the same addresses (the cls rows do not change).

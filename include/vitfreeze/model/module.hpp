@@ -31,6 +31,18 @@ void expect_rows(const Tensor<T, S>& x, std::int64_t rows, std::int64_t width, c
                      ", got " + x.shape().str());
 }
 
+// Host data into an array of backend B: a host backend reads it in place; another copies it into
+// dst (allocated on first use, reused after: a captured GPU step keeps reading the same address).
+template <class B, class E>
+void assign_from_host(typename B::Context& ctx, ArrayOf<B, E>& dst, const Tensor<E>& src) {
+  if constexpr (std::is_same_v<typename B::Space, HostMemory>) {
+    dst = src;
+  } else {
+    if (dst.empty()) dst = B::template empty<E>(ctx, src.shape());
+    B::copy_from_host(ctx, src, dst);
+  }
+}
+
 template <class List>
 bool any_trainable(const List& ps) {
   for (const auto* p : ps)

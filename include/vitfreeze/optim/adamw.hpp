@@ -31,7 +31,9 @@ class AdamW {
   explicit AdamW(AdamWOptions options = {}) : options_(options) {}
 
   // One update of p with learning rate lr (weight decay only if p.decay). No-op without a gradient.
-  void update(Parameter<T>& p, double lr) {
+  void update(Parameter<T>& p, double lr) { update(p, lr, p.decay); }
+  // The same with the decay decided by the caller (fine-tuning's rule differs from pretraining's).
+  void update(Parameter<T>& p, double lr, bool decay) {
     if (!p.trainable || p.grad.empty()) return;
     State& s = state_[&p];
     if (s.m.empty()) {
@@ -42,7 +44,7 @@ class AdamW {
     using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
     Eigen::Map<Arr> w(p.value.data(), p.value.numel()), m(s.m.data(), s.m.numel()), v(s.v.data(), s.v.numel());
     Eigen::Map<const Arr> g(p.grad.data(), p.grad.numel());
-    const double wd = p.decay ? options_.weight_decay : 0.0;
+    const double wd = decay ? options_.weight_decay : 0.0;
     if (wd != 0) w *= T(1 - lr * wd);
     const T b1 = T(options_.beta1), b2 = T(options_.beta2);
     m = b1 * m + (T(1) - b1) * g;

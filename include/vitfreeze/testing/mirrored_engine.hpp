@@ -22,7 +22,7 @@ class MirroredEngine {
 
   // host: the trainer's all_parameters() order; the copies are made with the same constructors and
   // then take the host's values, trainability and dropped taps.
-  MirroredEngine(HostEncoder& encoder, HostObjective& objective, const nn::ParameterList<T>& host,
+  MirroredEngine(HostEncoder& /*encoder*/, HostObjective& objective, const nn::ParameterList<T>& host,
                  optim::AdamWOptions adam)
       : encoder_(0), objective_(0), inner_(encoder_, objective_), adam_(adam) {
     std::map<std::string, Parameter<T>*> by_name;

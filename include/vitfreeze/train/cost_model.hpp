@@ -11,8 +11,11 @@
 //   static constexpr int views                                        the encoder splits each image's
 //                                                                    visible patches into this many
 //                                                                    sequences (MiCL: 2)
-// `visible` is the masking policy's kept patches per image; a windowed policy (static `windows`)
-// runs that many sequences per image. An objective without hooks costs only its encoder (MiCL: its
+//   static constexpr bool encodes_mask_tokens                         the encoder sees every cell of a
+//                                                                    window, mask tokens in place
+//                                                                    (LoMaR), not the visible ones
+// `visible` is the masking policy's kept patches per image; a windowed policy (static `windows`,
+// `cells`) runs that many sequences per image. An objective without hooks costs only its encoder (MiCL: its
 // loss has no GEMM worth counting).
 //
 // Everything is constexpr, so user code can write
@@ -102,10 +105,19 @@ constexpr auto unit_costs(bool dont_freeze_pe = false) {
     else return 1;
   }();
   static_assert(visible % views == 0, "unit_costs: the visible patches do not split into the objective's views");
+  constexpr int tokens = [] {  // per sequence, cls included
+    if constexpr (requires {
+                    requires Objective::encodes_mask_tokens;
+                    { Masking::cells } -> std::convertible_to<int>;
+                  })
+      return int(Masking::cells) + 1;
+    else
+      return visible / views + 1;
+  }();
 
   UnitCostTable<std::size_t(spec.depth) + 1> table;
   table.units = unit_count(spec, dont_freeze_pe);
-  table.untracked_training = encoder_unit_costs(spec, windows * views, visible / views + 1, dont_freeze_pe,
+  table.untracked_training = encoder_unit_costs(spec, windows * views, tokens, dont_freeze_pe,
                                                 std::span<double>(table.forward).first(std::size_t(table.units)));
   if constexpr (requires { { Objective::never_frozen_forward_flops(visible) } -> std::convertible_to<double>; })
     table.untracked_training += 3.0 * windows * Objective::never_frozen_forward_flops(visible);

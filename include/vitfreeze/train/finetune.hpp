@@ -1,8 +1,11 @@
 #pragma once
 // End-to-end fine-tuning (MAE recipe, peers spec §0.7): global average pooling of the patch tokens,
 // a new LayerNorm `fc_norm` (the encoder's final norm is not used), a linear head (trunc-normal
-// std 2e-5, zero bias); AdamW with layer-wise LR decay, warmup + cosine, label smoothing, and
-// optional mixup (Beta(alpha, alpha) pairs within the batch).
+// std 2e-5, zero bias); AdamW with layer-wise LR decay and no weight decay on 1-D tensors (biases,
+// norms) or the cls token and position table (timm's no_weight_decay), warmup + cosine, label
+// smoothing, optional mixup / cutmix with switching (data/mix.hpp) and stochastic depth
+// (nn/drop_path.hpp). The images' own augmentation (RandAugment, colour jitter, random erasing) is
+// the loader's Transform. A relative encoder (LoMaR) runs at any image size with the same weights.
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -10,6 +13,7 @@
 #include "vitfreeze/autograd/ops/elementwise.hpp"
 #include "vitfreeze/autograd/ops/loss.hpp"
 #include "vitfreeze/data/loader.hpp"
+#include "vitfreeze/data/mix.hpp"
 #include "vitfreeze/freeze/lr_mode.hpp"
 #include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/nn/layernorm.hpp"
@@ -32,8 +36,9 @@ class Classifier {
     head.bias.value.zero();
   }
 
-  Var<T> operator()(Tape<T>& tape, const Tensor<T>& images) {
-    auto tokens = encoder.forward(tape, images, nullptr, {}, /*final_norm=*/false).tokens;
+  // drop_path: stochastic depth for a training step (none in evaluation).
+  Var<T> operator()(Tape<T>& tape, const Tensor<T>& images, const nn::StochasticDepth* drop_path = nullptr) {
+    auto tokens = encoder.forward(tape, images, nullptr, {}, /*final_norm=*/false, 1, drop_path).tokens;
     return head(tape, fc_norm(tape, ops::mean_tokens(tape, tokens, 1)));
   }
 
@@ -61,22 +66,21 @@ struct FinetuneOptions {
   double weight_decay = 0.05;
   double layer_decay = 0.75;
   double label_smoothing = 0.1;
-  double mixup_alpha = 0.0;  // 0 = off
+  double mixup_alpha = 0.0;   // 0 = off
+  double cutmix_alpha = 0.0;  // 0 = off
+  double mix_switch_probability = 0.5;  // cutmix rather than mixup when both are on
+  double drop_path = 0.0;     // the last block's stochastic depth rate
   std::uint64_t seed = 0;
   bool progress = true;
+
+  data::MixSettings mix() const { return {mixup_alpha, cutmix_alpha, mix_switch_probability, 1.0}; }
 };
 
-// Beta(a, a) from two Gamma(a) draws (Marsaglia-Tsang; a < 1 through the a + 1 boost).
-inline double sample_gamma(RandomStream& rng, double a) {
-  if (a < 1) return sample_gamma(rng, a + 1) * std::pow(rng.uniform() + 1e-300, 1.0 / a);
-  const double d = a - 1.0 / 3, c = 1 / std::sqrt(9 * d);
-  for (;;) {
-    double x = rng.normal(), v = 1 + c * x;
-    if (v <= 0) continue;
-    v = v * v * v;
-    const double u = rng.uniform();
-    if (std::log(u + 1e-300) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
-  }
+// timm's fine-tuning decay rule (param_groups_lrd): no weight decay on 1-D tensors (biases, norm
+// weights) or on the names of no_weight_decay() (cls_token, pos_embed).
+template <CpuScalar T>
+bool finetune_weight_decay(const Parameter<T>& p) {
+  return p.value.rank() > 1 && p.name != "cls_token" && p.name != "pos_embed";
 }
 
 template <class Encoder>
@@ -112,23 +116,15 @@ std::vector<double> finetune(Classifier<Encoder>& model, data::Loader& loader, c
       const double lr = freeze::warmup_cosine(double(epoch) + double(s) / double(iters), opt.base_lr, opt.min_lr,
                                               opt.warmup_epochs, opt.epochs);
       tape.reset();
-      Tensor<float> images = batch->images;
-      std::vector<std::int32_t> partner = batch->labels;
-      double lam = 1.0;
-      if (opt.mixup_alpha > 0) {  // mix sample i with sample B-1-i (timm's flipped-batch pairing)
-        RandomStream rng(opt.seed, RngPurpose::mixup, std::uint64_t(epoch), std::uint32_t(s));
-        const double a = sample_gamma(rng, opt.mixup_alpha), b = sample_gamma(rng, opt.mixup_alpha);
-        lam = a / (a + b);
-        images = batch->images.clone();
-        const std::int64_t B = images.dim(0), per = images.numel() / B;
-        for (std::int64_t i = 0; i < B; ++i) {
-          const std::int64_t j = B - 1 - i;
-          for (std::int64_t k = 0; k < per; ++k)
-            images[i * per + k] = float(lam * batch->images[i * per + k] + (1 - lam) * batch->images[j * per + k]);
-          partner[std::size_t(i)] = batch->labels[std::size_t(j)];
-        }
-      }
-      auto logits = model(tape, images);
+      std::vector<std::int32_t> partner;
+      const auto& shape = batch->images.shape();
+      const data::MixDraw mix = opt.mix().draw(opt.seed, std::uint64_t(epoch), std::uint32_t(s), int(shape[2]), int(shape[3]));
+      const Tensor<float> images = mix.kind == data::MixDraw::Kind::none
+                                       ? batch->images
+                                       : data::apply_mix(mix, batch->images, batch->labels, partner);
+      const double lam = mix.lam;
+      const nn::StochasticDepth drop{opt.drop_path, opt.seed, std::uint64_t(epoch) * std::uint64_t(iters) + std::uint64_t(s)};
+      auto logits = model(tape, images, opt.drop_path > 0 ? &drop : nullptr);
       auto loss = ops::cross_entropy(tape, logits, batch->labels, opt.label_smoothing);
       if (lam < 1.0)
         loss = ops::add(tape, ops::scale(tape, loss, lam),
@@ -138,7 +134,7 @@ std::vector<double> finetune(Classifier<Encoder>& model, data::Loader& loader, c
       tape.backward(loss);
       for (auto& g : groups)
         for (auto* p : g.params) {
-          adam.update(*p, lr * g.lr_scale);
+          adam.update(*p, lr * g.lr_scale, finetune_weight_decay(*p));
           p->zero_grad();
         }
       sum += value, ++s;

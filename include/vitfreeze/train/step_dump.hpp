@@ -13,7 +13,8 @@
 //   vitfreeze.spec      the encoder (image, channels, patch, dim, depth, heads, mlp_ratio)
 //   vitfreeze.objective_spec  decoder (dim, depth, heads, mlp_ratio), taps (block, scale, HOG pool,
 //                       active), target (its kind and settings: norm_pix, HOG bins, contrastive kappa/tau)
-//   vitfreeze.masking   policy, ratio, visible patches per sequence, views
+//   vitfreeze.masking   policy, ratio, visible patches per sequence, views (windows: side, count, pairing;
+//                       `mask` is then [images x windows, cells])
 //   vitfreeze.iteration, vitfreeze.recipe (the trainer's recipe: LRs, schedule, semantics, seed, ...)
 // "PyTorch's layout" is io/torch_layout.hpp's: a transposed convolution's kernel is [in, out, 2, 2].
 #include <cstdint>
@@ -100,6 +101,11 @@ io::Json masking_json(const Masking& masking, int grid) {
   if constexpr (requires { masking.views; }) j.set("views", int(masking.views));
   else j.set("views", 1);
   if constexpr (requires { Masking::min_block; }) j.set("min_block", Masking::min_block);
+  if constexpr (requires { masking.windows; masking.window; masking.pairing; }) {  // LoMaR: positions are window cells
+    j.set("window", int(masking.window));
+    j.set("windows", int(masking.windows));
+    j.set("pairing", masking.pairing == mim::WindowPairing::distinct ? "distinct" : "lomar_code");
+  }
   return j;
 }
 

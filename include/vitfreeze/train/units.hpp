@@ -6,8 +6,10 @@
 //   freezes. With dont_freeze_pe the patch embedding and cls token train to the end at the global
 //   LR and blocks are units 0..depth-1; under vitfreeze semantics the cls token does.
 //   An objective with per-block taps (LocalMIM) puts each tap's norm, decoder and head in its
-//   block's unit: the tap is dropped when that unit freezes.
+//   block's unit: the tap is dropped when that unit freezes. An objective's input embeddings
+//   (LoMaR's mask token: collect_embedding_parameters) go with the patch embedding.
 // freeze/ knows units only by index; this is where indices meet modules.
+#include <algorithm>
 #include <vector>
 
 #include "vitfreeze/nn/module.hpp"
@@ -26,6 +28,11 @@ concept ObjectiveWithTaps = requires(O& o, int k, nn::ParameterList<T>& list) {
   o.drop_tap(k);
 };
 
+// An objective with parameters that enter the encoder's input (LoMaR's mask token): they freeze with
+// the patch embedding, and the rest of its parameters (the head) trains to the end.
+template <class O, class T>
+concept ObjectiveWithEmbedding = requires(O& o, nn::ParameterList<T>& list) { o.collect_embedding_parameters(list); };
+
 template <class Encoder, class Objective, CpuScalar T>
 class UnitMap {
  public:
@@ -33,11 +40,15 @@ class UnitMap {
       : objective_(objective), dont_freeze_pe_(options.dont_freeze_pe) {
     const int depth = Encoder::spec.depth;
     units_.assign(std::size_t(unit_of_block(depth - 1)) + 1, {});
+    nn::ParameterList<T> embedding;  // the objective's input embeddings
+    if constexpr (ObjectiveWithEmbedding<Objective, T>) objective.collect_embedding_parameters(embedding);
     if (dont_freeze_pe_) {
       encoder.patch_embed.collect_parameters(always_trained_);
       always_trained_.push_back(&encoder.cls_token);
+      always_trained_.insert(always_trained_.end(), embedding.begin(), embedding.end());
     } else {
       encoder.patch_embed.collect_parameters(units_[0]);
+      units_[0].insert(units_[0].end(), embedding.begin(), embedding.end());
       if (options.semantics == freeze::FreezeSemantics::truncate)
         units_[0].push_back(&encoder.cls_token);
       else
@@ -50,7 +61,10 @@ class UnitMap {
       for (int k = 0; k < objective.tap_count(); ++k)
         objective.collect_tap_parameters(k, units_[std::size_t(unit_of_block(objective.tap_block(k)))]);
     } else {
-      objective.collect_parameters(units_.back());
+      nn::ParameterList<T> own;
+      objective.collect_parameters(own);
+      for (auto* p : own)
+        if (std::find(embedding.begin(), embedding.end(), p) == embedding.end()) units_.back().push_back(p);
     }
   }
 

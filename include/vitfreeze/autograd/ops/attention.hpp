@@ -60,4 +60,23 @@ Var<T> attention(Tape<T>& tape, Var<T> qkv, std::int64_t heads, Var<T> table = {
   return y;
 }
 
+// The pre-softmax logits of the same attention without a relative bias, qkv [B, T, 3D] ->
+// [B, heads, T, T] = q k^T / sqrt(head_dim) (MAE-lite's distilled quantity).
+template <CpuScalar T>
+Var<T> attention_logits(Tape<T>& tape, Var<T> qkv, std::int64_t heads) {
+  const Tensor<T>& QKV = tape.value(qkv);
+  if (QKV.rank() != 3 || QKV.dim(2) % (3 * heads) != 0)
+    throw ShapeError("attention_logits: qkv must be [B, T, 3*D] with D divisible by heads, got " + QKV.shape().str());
+  const cpu::AttentionShape s{QKV.dim(0), QKV.dim(1), heads, QKV.dim(2) / (3 * heads)};
+  Tensor<T> logits = tape.alloc(Shape{s.batch, s.heads, s.tokens, s.tokens});
+  cpu::attention_logits_forward(QKV.data(), logits.data(), s);
+  const bool grad = tape.needs_grad(qkv);
+  Var<T> y = tape.result(logits, grad);
+  if (grad)
+    tape.record([qkv, y, s](Tape<T>& t) {
+      if (t.has_grad(y)) cpu::attention_logits_backward(t.grad(y).data(), t.value(qkv).data(), t.grad(qkv).data(), s);
+    });
+  return y;
+}
+
 }  // namespace vitfreeze::ops

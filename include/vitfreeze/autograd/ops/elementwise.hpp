@@ -1,5 +1,6 @@
 #pragma once
-// Element-wise sums: residual add, adding a fixed table (position embeddings), reshape.
+// Element-wise sums and scalings: residual add, adding a fixed table (position embeddings), reshape,
+// constant and per-sample scale factors.
 #include <Eigen/Core>
 
 #include "vitfreeze/autograd/tape.hpp"
@@ -77,6 +78,28 @@ Var<T> scale(Tape<T>& tape, Var<T> x, double s) {
   if (grad)
     tape.record([x, y, s](Tape<T>& t) {
       if (t.has_grad(y)) detail::flat(t.grad(x)) += T(s) * detail::flat(t.grad(y));
+    });
+  return y;
+}
+
+// y[b, ...] = factor[b] x[b, ...] for constant per-sample factors (drop path: 0 for a dropped
+// sample's residual branch, 1 / keep probability for a kept one).
+template <CpuScalar T>
+Var<T> scale_samples(Tape<T>& tape, Var<T> x, const Tensor<T>& factor) {
+  const Tensor<T>& X = tape.value(x);
+  if (X.rank() < 1 || factor.numel() != X.dim(0))
+    throw ShapeError("scale_samples: factors " + factor.shape().str() + " do not match " + X.shape().str());
+  const std::int64_t B = X.dim(0), per = X.numel() / B;
+  Tensor<T> Y = tape.alloc(X.shape());
+  for (std::int64_t b = 0; b < B; ++b)
+    detail::Flat<T>(Y.data() + b * per, per) = detail::Flat<T>(X.data() + b * per, per) * factor[b];
+  const bool grad = tape.needs_grad(x);
+  Var<T> y = tape.result(Y, grad);
+  if (grad)
+    tape.record([x, y, factor, B, per](Tape<T>& t) {
+      if (!t.has_grad(y)) return;
+      for (std::int64_t b = 0; b < B; ++b)
+        detail::Flat<T>(t.grad(x).data() + b * per, per) += factor[b] * detail::Flat<T>(t.grad(y).data() + b * per, per);
     });
   return y;
 }

@@ -21,14 +21,7 @@
 namespace vitfreeze::cpu {
 
 using vitfreeze::AttentionShape;
-
-template <class T>
-struct RelativeKeyBias {
-  const T* table = nullptr;             // [head_dim, buckets]
-  const std::int32_t* bucket = nullptr;  // [tokens, tokens]
-  std::int64_t buckets = 0;
-  T* dtable = nullptr;                  // backward: accumulates [head_dim, buckets] (null: no gradient)
-};
+using vitfreeze::RelativeKeyBias;
 
 template <CpuScalar T>
 inline void softmax_rows_inplace(T* s, std::int64_t rows, std::int64_t cols) {
@@ -114,6 +107,34 @@ inline void attention_backward(const T* dout, const T* qkv, const T* probs, T* d
   if (rpe && rpe->dtable)  // partials added in thread order: deterministic for a fixed thread count
     for (int t = 0; t < threads; ++t)
       for (std::int64_t i = 0; i < hd * nb; ++i) rpe->dtable[i] += dtable_partial[std::size_t(t * hd * nb + i)];
+}
+
+// The pre-softmax logits alone, logits[b, h, i, j] = q_i . k_j / sqrt(head_dim) (no relative bias):
+// what MAE-lite's attention distillation compares (logits [B, H, T, T]).
+template <CpuScalar T>
+inline void attention_logits_forward(const T* qkv, T* logits, const AttentionShape& s) {
+  const std::int64_t Tn = s.tokens, D = s.dim(), hd = s.head_dim;
+  const T scale = T(1) / std::sqrt(T(hd));
+#pragma omp parallel for schedule(static) collapse(2)
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const T* q = qkv + b * Tn * 3 * D + h * hd;
+      gemm<T>(false, true, Tn, Tn, hd, scale, q, 3 * D, q + D, 3 * D, T(0), logits + (b * s.heads + h) * Tn * Tn, Tn);
+    }
+}
+// Its backward: the q and k parts of dqkv accumulate s dL K and s dL^T Q (the v part is untouched).
+template <CpuScalar T>
+inline void attention_logits_backward(const T* dlogits, const T* qkv, T* dqkv, const AttentionShape& s) {
+  const std::int64_t Tn = s.tokens, D = s.dim(), hd = s.head_dim;
+  const T scale = T(1) / std::sqrt(T(hd));
+#pragma omp parallel for schedule(static) collapse(2)
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t h = 0; h < s.heads; ++h) {
+      const std::int64_t off = b * Tn * 3 * D + h * hd;
+      const T* dl = dlogits + (b * s.heads + h) * Tn * Tn;
+      gemm<T>(false, false, Tn, hd, Tn, scale, dl, Tn, qkv + off + D, 3 * D, T(1), dqkv + off, 3 * D);
+      gemm<T>(true, false, Tn, hd, Tn, scale, dl, Tn, qkv + off, 3 * D, T(1), dqkv + off + D, 3 * D);
+    }
 }
 
 }  // namespace vitfreeze::cpu

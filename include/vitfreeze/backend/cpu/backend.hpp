@@ -155,19 +155,32 @@ struct Cpu {
   struct AttentionSaved {
     Array<typename P::Activation> probs;  // [B, H, T, T]
   };
+  // rpe: LoMaR's relative key bias (null: none); its dtable is read by the backward.
   template <PrecisionPolicy P, CpuScalar T>
-  static void attention_forward(Context& ctx, const T* qkv, T* out, const AttentionShape& s, AttentionSaved<P>* saved) {
+  static void attention_forward(Context& ctx, const T* qkv, T* out, const AttentionShape& s, AttentionSaved<P>* saved,
+                                const RelativeKeyBias<T>* rpe = nullptr) {
     Array<T> probs = ctx.array<T>(Shape{s.batch, s.heads, s.tokens, s.tokens});
-    cpu::attention_forward(qkv, out, probs.data(), s);
+    cpu::attention_forward(qkv, out, probs.data(), s, rpe);
     if (saved) saved->probs = probs;
   }
-  // dqkv is overwritten. out: the forward's output (unused here; a fused GPU kernel reads it).
+  // dqkv is overwritten (rpe->dtable, when set, accumulates). out: the forward's output (unused here;
+  // a fused GPU kernel reads it).
   template <PrecisionPolicy P, CpuScalar T>
   static void attention_backward(Context& ctx, const T* dout, const T* qkv, const T*, const AttentionSaved<P>& saved,
-                                 T* dqkv, const AttentionShape& s) {
+                                 T* dqkv, const AttentionShape& s, const RelativeKeyBias<T>* rpe = nullptr) {
     std::memset(static_cast<void*>(dqkv), 0, sizeof(T) * std::size_t(s.batch * s.tokens * 3 * s.dim()));
     Array<T> scratch = ctx.array<T>(Shape{s.batch, s.heads, s.tokens, s.tokens});
-    cpu::attention_backward(dout, qkv, saved.probs.data(), dqkv, scratch.data(), s);
+    cpu::attention_backward(dout, qkv, saved.probs.data(), dqkv, scratch.data(), s, rpe);
+  }
+  // The pre-softmax logits [B, H, T, T] = q k^T / sqrt(head_dim) (MAE-lite's distillation), and
+  // their backward into the q and k parts of dqkv (accumulated).
+  template <CpuScalar T>
+  static void attention_logits_forward(Context&, const T* qkv, T* logits, const AttentionShape& s) {
+    cpu::attention_logits_forward(qkv, logits, s);
+  }
+  template <CpuScalar T>
+  static void attention_logits_backward(Context&, const T* dlogits, const T* qkv, T* dqkv, const AttentionShape& s) {
+    cpu::attention_logits_backward(dlogits, qkv, dqkv, s);
   }
 
   // ---- tokens ---------------------------------------------------------------------------------

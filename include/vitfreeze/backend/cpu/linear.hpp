@@ -29,4 +29,22 @@ inline void linear_backward(const T* dy, const T* x, const T* weight, T* dx, T* 
   if (dbias) add_column_sums(dy, M, N, dbias);
 }
 
+// A 1x1 convolution over the channel axis: y[b] [Cout, N] = W [Cout, Cin] x[b] [Cin, N] for each of
+// B samples (MAE-lite's map over attention heads: x [B, H, T, T], N = T T).
+template <CpuScalar T>
+inline void channel_mix_forward(const T* x, const T* weight, T* y, std::int64_t B, std::int64_t Cin, std::int64_t Cout,
+                                std::int64_t N) {
+  for (std::int64_t b = 0; b < B; ++b)
+    gemm<T>(false, false, Cout, N, Cin, T(1), weight, Cin, x + b * Cin * N, N, T(0), y + b * Cout * N, N);
+}
+// Accumulates: dx[b] += W^T dy[b], dW += sum_b dy[b] x[b]^T (null outputs skipped).
+template <CpuScalar T>
+inline void channel_mix_backward(const T* dy, const T* x, const T* weight, T* dx, T* dweight, std::int64_t B,
+                                 std::int64_t Cin, std::int64_t Cout, std::int64_t N) {
+  for (std::int64_t b = 0; b < B; ++b) {
+    if (dx) gemm<T>(true, false, Cin, N, Cout, T(1), weight, Cin, dy + b * Cout * N, N, T(1), dx + b * Cin * N, N);
+    if (dweight) gemm<T>(false, true, Cout, Cin, N, T(1), dy + b * Cout * N, N, x + b * Cin * N, N, T(1), dweight, Cin);
+  }
+}
+
 }  // namespace vitfreeze::cpu
