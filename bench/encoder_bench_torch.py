@@ -62,7 +62,7 @@ def bench(label, img, ch, p, batch, d=192, depth=12, h=3, n=None):
     share = f"  {100 * gf / peak:5.1f} % of FMA peak" if peak > 0 else ""
     wait = os.environ.get("OMP_WAIT_POLICY", "default").lower()
     print(f"pytorch    {label:<30s} {wait:<8s} batch {batch:3d}  {batch / med:8.1f} img/s  {gf:7.1f} GFLOP/s{share}  "
-          f"(median of {n}, min {1e3 * times[0]:.1f} max {1e3 * times[-1]:.1f} ms, torch {torch.__version__})", flush=True)
+          f"(median of {n}, min {1e3 * min(times):.1f} max {1e3 * max(times):.1f} ms, torch {torch.__version__})", flush=True)
 
 
 bench("ViT-Ti 28x28x1 p4 (50 tok)", 28, 1, 4, 64)
