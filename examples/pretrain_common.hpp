@@ -444,12 +444,12 @@ int evaluate_and_summarise(const PretrainFlags& f, const RunBasics& b, const Pre
   data::Loader test_eval(d.test, plain, {.batch_size = 256, .shuffle = false, .last_batch = data::LastBatch::keep});
   const auto t1 = std::chrono::steady_clock::now();
   const auto pool = f.probe_pool == "cls" ? train::FeaturePool::cls : train::FeaturePool::mean_patches;
-  auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, pool);
-  auto ftest = train::extract_features(encoder, test_eval, d.test.count, pool);
+  auto ftrain = train::extract_features(encoder, train_eval, probe_train.count, pool, &std::cout, "probe features (train)");
+  auto ftest = train::extract_features(encoder, test_eval, d.test.count, pool, &std::cout, "probe features (test)");
   auto probe = train::train_linear_probe(std::move(ftrain), std::move(ftest),
                                          {.epochs = f.probe_epochs, .batch = f.probe_batch, .seed = b.seed,
                                           .method = f.probe == "mae" ? train::ProbeMethod::mae : train::ProbeMethod::adamw,
-                                          .blr = f.probe_blr, .warmup_epochs = f.probe_warmup});
+                                          .blr = f.probe_blr, .warmup_epochs = f.probe_warmup, .progress = &std::cout});
   const double probe_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
 
   std::cout << "pretraining time " << pre.seconds << " s; linear probe " << probe_s << " s\n"

@@ -704,3 +704,23 @@ TEST_CASE("progress bar: plain lines for logs, carriage returns for terminals") 
   CHECK(tty.str().back() == '\n');
   CHECK(ProgressBar::format_duration(3725) == "1:02:05");
 }
+
+TEST_CASE("progress bar: a label of its own, and phases without a loss or epochs") {
+  double now = 0;
+  ProgressOptions opt;
+  opt.interactive = false;
+  opt.line_interval_s = 100;
+  opt.clock = [&] { return now; };
+  opt.label = "probe features (test)";
+  opt.show_loss = false;
+  opt.show_epochs = false;
+  std::ostringstream log;
+  ProgressBar bar(log, opt);
+  bar.begin_epoch(1, 1, 4);
+  for (int step = 1; step <= 4; ++step) {
+    now += 2;
+    bar.update(step, 0.0, 16);
+  }
+  bar.end_epoch();
+  CHECK(log.str() == "probe features (test) 4/4  8.0 img/s  eta 0:00\n");
+}

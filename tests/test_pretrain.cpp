@@ -3,6 +3,8 @@
 // its formula; linear probing beats chance.
 #include <doctest/doctest.h>
 
+#include <sstream>
+
 #include <filesystem>
 
 #include "vitfreeze/autograd/gradcheck.hpp"
@@ -111,10 +113,15 @@ TEST_CASE("linear probe on encoder features beats chance on a separable task") {
   data::Transform plain{std::nullopt, std::nullopt, 0.0, data::Normalize::fashion_mnist()};
   data::Loader tl(train, plain, {.batch_size = 64, .shuffle = false, .workers = 0});
   data::Loader el(test, plain, {.batch_size = 64, .shuffle = false, .workers = 0});
-  auto ftrain = train::extract_features(encoder, tl, train.count, train::FeaturePool::mean_patches);
+  std::ostringstream log;  // progress of both phases, as the example prints it (plain lines off a terminal)
+  auto ftrain = train::extract_features(encoder, tl, train.count, train::FeaturePool::mean_patches, &log, "features");
   auto ftest = train::extract_features(encoder, el, test.count, train::FeaturePool::mean_patches);
-  auto r = train::train_linear_probe(ftrain, ftest, {.epochs = 30, .batch = 50, .lr = 1e-2, .classes = 4});
+  auto r = train::train_linear_probe(ftrain, ftest, {.epochs = 30, .batch = 50, .lr = 1e-2, .classes = 4, .progress = &log});
   CHECK(r.test.top1 > 0.6);  // chance is 0.25; top-5 of 4 classes is always 1, so it is not checked here
+  const std::string text = log.str();
+  CHECK(text.find("features 4/4  ") != std::string::npos);       // 200 samples in batches of 64
+  CHECK(text.find("probe epoch 30/30 4/4  loss ") != std::string::npos);  // the last epoch's closing line
+  CHECK(text.find("probe epoch 1/30 4/4  loss ") != std::string::npos);
 }
 
 TEST_CASE("top-k accuracy counts ties against the label") {

@@ -75,10 +75,13 @@ inline std::vector<Json> read_metrics(const std::filesystem::path& path) {
 
 struct ProgressOptions {
   // Redraw in place? Default: yes when the stream is std::cout/cerr/clog on a terminal.
-  std::optional<bool> interactive;
+  std::optional<bool> interactive{};
   double redraw_interval_s = 0.1;  // terminal: at most this often
   double line_interval_s = 30.0;   // non-terminal: one line this often (and at each epoch end)
   int bar_width = 24;
+  std::string label = "epoch";  // what the line counts: "epoch 2/4", "probe epoch 3/10", "features 1/1"
+  bool show_loss = true;        // false: a phase without a loss (feature extraction)
+  bool show_epochs = true;      // false: a one-pass phase, no "1/1" after the label
   // Seconds on a monotonic clock; replaceable for tests.
   std::function<double()> clock = [] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -152,7 +155,8 @@ class ProgressBar {
 
   std::string render(double now) const {
     const double elapsed = now - start_;
-    std::string s = "epoch " + std::to_string(epoch_) + "/" + std::to_string(epochs_) + " ";
+    std::string s = opt_.label + " ";
+    if (opt_.show_epochs) s += std::to_string(epoch_) + "/" + std::to_string(epochs_) + " ";
     if (interactive_ && steps_ > 0) {
       const auto filled = static_cast<int>(opt_.bar_width * std::min<std::int64_t>(step_, steps_) / steps_);
       s += "[" + std::string(static_cast<std::size_t>(filled), '#') +
@@ -160,8 +164,13 @@ class ProgressBar {
     }
     char buf[160];
     const double rate = elapsed > 0 ? static_cast<double>(images_) / elapsed : 0;
-    std::snprintf(buf, sizeof buf, "%lld/%lld  loss %.4f  %.1f img/s", static_cast<long long>(step_),
-                  static_cast<long long>(steps_), losses_ ? loss_sum_ / static_cast<double>(losses_) : 0.0, rate);
+    std::snprintf(buf, sizeof buf, "%lld/%lld", static_cast<long long>(step_), static_cast<long long>(steps_));
+    s += buf;
+    if (opt_.show_loss) {
+      std::snprintf(buf, sizeof buf, "  loss %.4f", losses_ ? loss_sum_ / static_cast<double>(losses_) : 0.0);
+      s += buf;
+    }
+    std::snprintf(buf, sizeof buf, "  %.1f img/s", rate);
     s += buf;
     if (step_ > 0) {
       // Remaining time at this epoch's mean step time; the run estimate assumes equal epochs.

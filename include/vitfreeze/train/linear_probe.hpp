@@ -12,6 +12,9 @@
 // and the global pool averages the encoder's final-normed patch tokens (MAE: fc_norm of the mean).
 #include <cmath>
 #include <numeric>
+#include <optional>
+#include <ostream>
+#include <string>
 
 #include "vitfreeze/autograd/ops/batchnorm.hpp"
 #include "vitfreeze/autograd/ops/loss.hpp"
@@ -20,6 +23,7 @@
 #include "vitfreeze/nn/linear.hpp"
 #include "vitfreeze/model/encoder.hpp"
 #include "vitfreeze/freeze/lr_mode.hpp"
+#include "vitfreeze/io/metrics.hpp"
 #include "vitfreeze/optim/adamw.hpp"
 #include "vitfreeze/optim/lars.hpp"
 #include "vitfreeze/train/evaluate.hpp"
@@ -34,15 +38,22 @@ struct Features {
 };
 
 // Runs the encoder forward on every sample of `loader`'s epoch 0 (no augmentation expected).
+// progress (null: silent): a line per batch group, as the pretraining's, labelled `what`.
 template <class Encoder>
-Features extract_features(Encoder& encoder, data::Loader& loader, std::int64_t count, FeaturePool pool) {
+Features extract_features(Encoder& encoder, data::Loader& loader, std::int64_t count, FeaturePool pool,
+                          std::ostream* progress = nullptr, const std::string& what = "features") {
   constexpr std::int64_t D = Encoder::spec.dim, L = Encoder::spec.tokens();
   Features f{Tensor<float>(Shape{count, D}), {}};
   cpu::CpuContext ctx;
   const model::Encoder<Cpu, Fp32> explicit_encoder(ctx, encoder);
   Tensor<std::int32_t> every_patch;  // [B, L]: rows 0..L-1, the unmasked sequence
+  std::optional<io::ProgressBar> bar;
+  if (progress) {
+    bar.emplace(*progress, io::ProgressOptions{.label = what, .show_loss = false, .show_epochs = false});
+    bar->begin_epoch(1, 1, loader.batches_per_epoch());
+  }
   loader.start_epoch(0);
-  std::int64_t row = 0;
+  std::int64_t row = 0, batches = 0;
   while (auto batch = loader.next()) {
     const std::int64_t B = batch->images.dim(0);
     if (every_patch.empty() || every_patch.dim(0) < B) {
@@ -62,7 +73,9 @@ Features extract_features(Encoder& encoder, data::Loader& loader, std::int64_t c
       }
       f.labels.push_back(batch->labels[std::size_t(b)]);
     }
+    if (bar) bar->update(++batches, 0.0, B);
   }
+  if (bar) bar->end_epoch();
   if (row != count) throw ConfigError("extract_features: loader produced " + std::to_string(row) + " of " + std::to_string(count) + " samples");
   return f;
 }
@@ -92,6 +105,7 @@ struct ProbeOptions {
   ProbeMethod method = ProbeMethod::adamw;
   double blr = 0.1;       // mae: lr = blr * batch / 256
   int warmup_epochs = 10; // mae
+  std::ostream* progress = nullptr;  // a progress line per probe epoch (null: silent)
 };
 
 struct ProbeResult {
@@ -108,14 +122,18 @@ inline Accuracy evaluate_linear(nn::Linear<float>& head, const Features& f) {
 }
 
 namespace detail {
-// Shuffled mini-batches of the cached features, every epoch: step(x [B, D], labels, epoch + fraction).
+// Shuffled mini-batches of the cached features, every epoch: step(x [B, D], labels, epoch + fraction)
+// -> the batch's loss (shown on opt.progress).
 template <class Step>
 void for_each_probe_batch(const Features& train, const ProbeOptions& opt, Tape<float>& tape, Step&& step) {
   const std::int64_t N = train.values.dim(0), D = train.values.dim(1);
+  std::optional<io::ProgressBar> bar;
+  if (opt.progress) bar.emplace(*opt.progress, io::ProgressOptions{.label = "probe epoch"});
   std::vector<std::int64_t> order(static_cast<std::size_t>(N));
   std::iota(order.begin(), order.end(), 0);
   const std::int64_t steps_per_epoch = (N + opt.batch - 1) / opt.batch;
   for (int e = 0; e < opt.epochs; ++e) {
+    if (bar) bar->begin_epoch(e + 1, opt.epochs, steps_per_epoch);
     RandomStream rng(opt.seed, RngPurpose::shuffle, std::uint64_t(e), 7);
     for (std::int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(std::uint32_t(i + 1))]);
     for (std::int64_t s = 0, k = 0; s < N; s += opt.batch, ++k) {
@@ -126,9 +144,11 @@ void for_each_probe_batch(const Features& train, const ProbeOptions& opt, Tape<f
         std::copy_n(train.values.data() + order[s + b] * D, D, x.data() + b * D);
         y[std::size_t(b)] = train.labels[std::size_t(order[s + b])];
       }
-      step(x, y, double(e) + double(k) / double(steps_per_epoch));
+      const double loss = step(x, y, double(e) + double(k) / double(steps_per_epoch));
+      if (bar) bar->update(k + 1, loss, B);
       tape.reset();
     }
+    if (bar) bar->end_epoch();
   }
 }
 
@@ -151,9 +171,11 @@ inline ProbeResult train_adamw_probe(Features train, Features test, const ProbeO
   const std::int64_t total = (N + opt.batch - 1) / opt.batch * opt.epochs;
   std::int64_t step = 0;
   for_each_probe_batch(train, opt, tape, [&](const Tensor<float>& x, const std::vector<std::int32_t>& y, double) {
-    tape.backward(ops::cross_entropy(tape, head(tape, tape.constant(x)), y));
+    const auto loss = ops::cross_entropy(tape, head(tape, tape.constant(x)), y);
+    tape.backward(loss);
     const double lr = opt.lr * 0.5 * (1 + std::cos(M_PI * double(step++) / double(total)));
     for (auto* p : {&head.weight, &head.bias}) adam.update(*p, lr), p->zero_grad();
+    return double(tape.value(loss)[0]);
   });
   return {evaluate_linear(head, train), evaluate_linear(head, test)};
 }
@@ -170,7 +192,8 @@ inline ProbeResult train_mae_probe(const Features& train, const Features& test, 
   Tape<float> tape;
   for_each_probe_batch(train, opt, tape, [&](const Tensor<float>& x, const std::vector<std::int32_t>& y, double epoch) {
     ops::BatchStatistics<float> batch;
-    tape.backward(ops::cross_entropy(tape, head(tape, ops::batch_norm(tape, tape.constant(x), eps, &batch)), y));
+    const auto loss = ops::cross_entropy(tape, head(tape, ops::batch_norm(tape, tape.constant(x), eps, &batch)), y);
+    tape.backward(loss);
     const double n = double(x.dim(0)), unbiased = n > 1 ? n / (n - 1) : 1.0;  // PyTorch's running variance
     for (std::int64_t d = 0; d < D; ++d) {
       running_mean[d] = float((1 - momentum) * running_mean[d] + momentum * batch.mean[d]);
@@ -178,6 +201,7 @@ inline ProbeResult train_mae_probe(const Features& train, const Features& test, 
     }
     const double step_lr = freeze::warmup_cosine(epoch, lr, 0.0, opt.warmup_epochs, opt.epochs);
     for (auto* p : {&head.weight, &head.bias}) lars.update(*p, step_lr), p->zero_grad();
+    return double(tape.value(loss)[0]);
   });
   return {evaluate_linear(head, running_normalised(train, running_mean, running_var, eps)),
           evaluate_linear(head, running_normalised(test, running_mean, running_var, eps))};
