@@ -126,7 +126,7 @@ inline std::pair<std::vector<EpochReport>, EpochProgress> read_history(const io:
     }
     history.push_back({int(row[0]), row[1], row[2], row[3], int(row[4])});
   }
-  progress = {p[0], std::int64_t(p[1]), std::int64_t(p[2]), p[3]};
+  // Checked before the counts become integers: a double outside int64's range does not convert.
   const bool counts_whole = p[1] == std::floor(p[1]) && p[2] == std::floor(p[2]);
   if (!std::isfinite(p[0]) || !(p[1] >= 0 && p[1] <= double(next % iters)) || !(p[2] >= 0 && p[2] < 9e15) ||
       !(p[3] >= 0 && std::isfinite(p[3])) || !counts_whole) {
@@ -134,6 +134,7 @@ inline std::pair<std::vector<EpochReport>, EpochProgress> read_history(const io:
                        " micro-batches run in the current epoch");
     return {{}, {}};
   }
+  progress = {p[0], std::int64_t(p[1]), std::int64_t(p[2]), p[3]};
   return {history, progress};
 }
 
