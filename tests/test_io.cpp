@@ -709,7 +709,7 @@ TEST_CASE("progress bar: a label of its own, and phases without a loss or epochs
   double now = 0;
   ProgressOptions opt;
   opt.interactive = false;
-  opt.line_interval_s = 100;
+  opt.line_interval_s = 100;  // only the epoch's closing line
   opt.clock = [&] { return now; };
   opt.label = "probe features (test)";
   opt.show_loss = false;
